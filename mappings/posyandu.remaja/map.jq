@@ -1,0 +1,145 @@
+# posyandu.remaja → one SATUSEHAT transaction Bundle.
+#
+# Resources: Patient and Practitioner as look-ups by NIK, the visit Encounter (as
+# posyandu.balita), one Observation per measurement (LOINC + UCUM from the shared table
+# ptm-pemeriksaan; systolic and diastolic separately; the BMI carries the IMT/U
+# nutritional-status class as a Kemkes clinical-term interpretation, as posyandu.balita does
+# for its indices; haemoglobin carries the anaemia class) and the smoking status (LOINC
+# 72166-2 with a LOINC answer). The mental-health screening is checked by the input schema and
+# kept with the record but not sent: SATUSEHAT has no Questionnaire (Q-number) or codes for
+# HEEADSSS or PHQ-2/GAD-2 that the project could confirm (see examples/README.md). The
+# helpers down to `age_on` (except `nutrition_status`) are the same in posyandu.remaja,
+# posyandu.usia-produktif and posyandu.lansia.
+
+def loinc($code; $display): concept("http://loinc.org"; $code; $display);
+def clinical_term($code; $display): concept("http://terminology.kemkes.go.id/CodeSystem/clinical-term"; $code; $display);
+def category($code):
+  [concept("http://terminology.hl7.org/CodeSystem/observation-category"; $code;
+     {"vital-signs": "Vital Signs", "exam": "Exam", "laboratory": "Laboratory",
+      "social-history": "Social History", "survey": "Survey"}[$code])];
+# A table row {code, display} as an Observation.interpretation; none when the row has no code.
+def interpretation: if . == null or .code == null then null else [clinical_term(.code; .display)] end;
+# The IMT/U nutritional-status class (OI000001–OI000006) as an Observation.interpretation.
+def nutrition_status: if . == null then null else [clinical_term(.; lookup("nutrition-status").display)] end;
+# Whole years from this date of birth ("YYYY-MM-DD") to $date ("YYYY-MM-DD").
+def age_on($date): ($date[0:4] | tonumber) - (.[0:4] | tonumber) - (if $date[5:10] < .[5:10] then 1 else 0 end);
+
+. as $r
+| ($r.zona_waktu // "WIB") as $tz
+| ($r.waktu_mulai | to_utc($tz)) as $start
+| ($r.waktu_selesai | to_utc($tz)) as $end
+| full_url("Patient") as $patient
+| full_url("Practitioner") as $nakes
+| full_url("Encounter") as $encounter
+| ({reference: "Location/\($location)", display: $r.nama_posyandu}) as $where
+| ($r.peserta) as $p
+| ($p.tanggal_lahir | age_on($r.waktu_mulai[0:10])) as $age
+| if $age < 6 or $age > 18 then
+    error("gerbang: posyandu.remaja is for participants aged 6 to 18, but peserta.tanggal_lahir gives \($age) years on the visit date\(if $age > 18 then "; send the record as posyandu.usia-produktif" else "" end)")
+  else . end
+
+# One observation of this visit; $value is {valueQuantity: …} or {valueCodeableConcept: …}.
+| def observation($key; $category; $code; $value; $interpretation):
+    ({
+      resourceType: "Observation",
+      identifier: [{system: sys_id("observation"), value: local_key($key)}],
+      status: "final",
+      category: $category,
+      code: $code,
+      subject: ref($patient),
+      encounter: ref($encounter),
+      performer: [ref($nakes)],
+      effectiveDateTime: $start,
+      issued: $end
+    } + $value + {interpretation: $interpretation})
+    | post_entry(full_url("Observation/\($key)"));
+  # A measurement named by its row in ptm-pemeriksaan (code, unit, category, key, scale).
+  def measurement($row; $value; $interpretation):
+    ($row | lookup("ptm-pemeriksaan")) as $t
+    | observation($t.key; category($t.category); loinc($t.code; $t.display);
+        {valueQuantity: ucum(if $t.scale then $value * $t.scale else $value end; $t.unit)};
+        $interpretation);
+
+  ({
+    resourceType: "Patient",
+    identifier: [{use: "official", system: "https://fhir.kemkes.go.id/id/nik", value: $p.nik}],
+    active: true,
+    name: [{use: "official", text: $p.nama}],
+    gender: ($p.jenis_kelamin | lookup("sex")),
+    birthDate: $p.tanggal_lahir,
+    address: (if $p.alamat or $p.kode_desa then [{
+      use: "home",
+      line: (if $p.alamat then [$p.alamat] else null end),
+      extension: (if $p.kode_desa then [{
+        url: "https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode",
+        extension: [
+          {url: "province", valueCode: $p.kode_desa[0:2]},
+          {url: "city", valueCode: $p.kode_desa[0:4]},
+          {url: "district", valueCode: $p.kode_desa[0:6]},
+          {url: "village", valueCode: $p.kode_desa},
+          (if $p.rt then {url: "rt", valueCode: $p.rt} else null end),
+          (if $p.rw then {url: "rw", valueCode: $p.rw} else null end)
+        ]
+      }] else null end)
+    }] else null end)
+  }
+  | lookup_entry($patient; "identifier=https://fhir.kemkes.go.id/id/nik|\($p.nik)")
+  ) as $patient_entry
+
+| ({
+    resourceType: "Practitioner",
+    identifier: [{use: "official", system: "https://fhir.kemkes.go.id/id/nik", value: $r.nakes.nik}],
+    name: [{use: "official", text: $r.nakes.nama}]
+  }
+  | lookup_entry($nakes; "identifier=https://fhir.kemkes.go.id/id/nik|\($r.nakes.nik)")
+  ) as $nakes_entry
+
+| ({
+    resourceType: "Encounter",
+    identifier: [{system: sys_id("encounter"), value: $local_id}],
+    status: "finished",
+    class: coding("http://terminology.hl7.org/CodeSystem/v3-ActCode"; "AMB"; "ambulatory"),
+    subject: (ref($patient) + {display: $p.nama}),
+    participant: [{
+      type: [concept("http://terminology.hl7.org/CodeSystem/v3-ParticipationType"; "ATND"; "attender")],
+      individual: (ref($nakes) + {display: $r.nakes.nama})
+    }],
+    period: {start: $start, end: $end},
+    location: [{location: $where}],
+    statusHistory: [
+      {status: "arrived", period: {start: $start, end: $start}},
+      {status: "in-progress", period: {start: $start, end: $end}},
+      {status: "finished", period: {start: $end, end: $end}}
+    ],
+    serviceProvider: {reference: "Organization/\($org)"}
+  }
+  | post_entry($encounter)
+  ) as $encounter_entry
+
+| ($r.pengukuran) as $m
+| ($r.laboratorium // {}) as $l
+| ($r.faktor_risiko // {}) as $f
+| [
+    (("berat_badan", "tinggi_badan", "imt", "lingkar_perut", "lila", "sistole", "diastole")
+      | select($m[.] != null)
+      | measurement(.; $m[.]; if . == "imt" then $m.status_imtu | nutrition_status else null end)),
+    (if $l.gula_darah != null then
+       measurement("gula_darah_\($l.jenis_gula_darah // "sewaktu")"; $l.gula_darah; null)
+     else empty end),
+    (if $l.kadar_hb != null then
+       measurement("kadar_hb"; $l.kadar_hb;
+         if $l.status_hb then $l.status_hb | lookup("ptm-anemia") | interpretation else null end)
+     else empty end),
+    (("kolesterol", "asam_urat") | select($l[.] != null) | measurement(.; $l[.]; null)),
+    # Smoking status; `pasif` has no answer code and is not sent (table ptm-merokok).
+    ($f.merokok // empty | lookup("ptm-merokok") | select(.code != null) | . as $answer
+     | ("merokok" | lookup("ptm-pemeriksaan")) as $t
+     | observation($t.key; category($t.category); loinc($t.code; $t.display);
+         {valueCodeableConcept: loinc($answer.code; $answer.display)}; null))
+  ] as $ptm
+
+| {
+    resourceType: "Bundle",
+    type: "transaction",
+    entry: ([$patient_entry, $nakes_entry, $encounter_entry] + $ptm)
+  }

@@ -1,0 +1,213 @@
+//! Every observable event of a record's path, as a small type whose `emit` writes both the
+//! log line and the metric (the Vector pattern). Keeping them here keeps logging consistent
+//! and PII-free in one place: an event carries ids, counts, rule numbers and record types —
+//! never a NIK, a name, an address, a phone number or a payload.
+
+use metrics::{counter, gauge, histogram};
+use tracing::{debug, info, warn};
+
+pub struct RecordAccepted<'a> {
+    pub record_type: &'a str,
+    pub receipt_id: &'a str,
+    pub organization_id: &'a str,
+    pub warnings: usize,
+}
+
+impl RecordAccepted<'_> {
+    pub fn emit(self) {
+        info!(
+            record_type = self.record_type,
+            receipt = self.receipt_id,
+            organization = self.organization_id,
+            warnings = self.warnings,
+            "record accepted"
+        );
+        counter!("gerbang_ingest_total", "record_type" => self.record_type.to_string(), "result" => "accepted").increment(1);
+    }
+}
+
+pub struct RecordResent<'a> {
+    pub record_type: &'a str,
+    pub receipt_id: &'a str,
+}
+
+impl RecordResent<'_> {
+    pub fn emit(self) {
+        info!(
+            record_type = self.record_type,
+            receipt = self.receipt_id,
+            "record sent again; answered with its existing receipt"
+        );
+        counter!("gerbang_ingest_total", "record_type" => self.record_type.to_string(), "result" => "duplicate").increment(1);
+    }
+}
+
+/// A record refused at the door (schema, mapping or validation). Only the number of issues
+/// and the rule numbers are logged: issue texts may quote the record.
+pub struct RecordRejected<'a> {
+    pub record_type: &'a str,
+    pub stage: &'static str,
+    pub errors: usize,
+    pub rules: &'a [u32],
+}
+
+impl RecordRejected<'_> {
+    pub fn emit(self) {
+        info!(record_type = self.record_type, stage = self.stage, errors = self.errors, rules = ?self.rules, "record rejected");
+        counter!("gerbang_ingest_total", "record_type" => self.record_type.to_string(), "result" => format!("rejected_{}", self.stage)).increment(1);
+    }
+}
+
+pub struct RecordDelivered<'a> {
+    pub receipt_id: &'a str,
+    pub organization_id: &'a str,
+    pub attempts: i64,
+    pub duplicate: bool,
+    pub latency_ms: i64,
+}
+
+impl RecordDelivered<'_> {
+    pub fn emit(self) {
+        info!(
+            receipt = self.receipt_id,
+            organization = self.organization_id,
+            attempts = self.attempts,
+            duplicate = self.duplicate,
+            "record delivered"
+        );
+        counter!("gerbang_delivered_total", "duplicate" => self.duplicate.to_string()).increment(1);
+        histogram!("gerbang_delivery_latency_seconds").record(self.latency_ms as f64 / 1000.0);
+    }
+}
+
+pub struct DeliveryRetried<'a> {
+    pub receipt_id: &'a str,
+    pub organization_id: &'a str,
+    pub attempts: i64,
+    pub http_status: Option<u16>,
+    pub retry_in_ms: i64,
+    pub error: &'a str,
+}
+
+impl DeliveryRetried<'_> {
+    pub fn emit(self) {
+        warn!(
+            receipt = self.receipt_id,
+            organization = self.organization_id,
+            attempts = self.attempts,
+            http_status = self.http_status.unwrap_or(0),
+            retry_in_ms = self.retry_in_ms,
+            error = self.error,
+            "delivery failed; will retry"
+        );
+        counter!("gerbang_delivery_retries_total").increment(1);
+    }
+}
+
+pub struct RecordDeadLettered<'a> {
+    pub receipt_id: &'a str,
+    pub organization_id: &'a str,
+    pub attempts: i64,
+    pub http_status: Option<u16>,
+    pub rules: &'a [u32],
+    pub error: &'a str,
+}
+
+impl RecordDeadLettered<'_> {
+    pub fn emit(self) {
+        warn!(receipt = self.receipt_id, organization = self.organization_id, attempts = self.attempts, http_status = self.http_status.unwrap_or(0), rules = ?self.rules, error = self.error, "record dead-lettered");
+        counter!("gerbang_dead_letters_total").increment(1);
+    }
+}
+
+pub struct LeaseLost<'a> {
+    pub receipt_id: &'a str,
+}
+
+impl LeaseLost<'_> {
+    pub fn emit(self) {
+        warn!(
+            receipt = self.receipt_id,
+            "lease expired before the attempt finished; another forwarder owns the record now"
+        );
+        counter!("gerbang_leases_lost_total").increment(1);
+    }
+}
+
+pub struct QueueDepth {
+    pub status: &'static str,
+    pub count: u64,
+}
+
+impl QueueDepth {
+    pub fn emit(self) {
+        gauge!("gerbang_receipts", "status" => self.status).set(self.count as f64);
+    }
+}
+
+/// SATUSEHAT kept failing for an organization: deliveries for it pause.
+pub struct BreakerOpened<'a> {
+    pub organization_id: &'a str,
+    pub open_secs: f64,
+}
+
+impl BreakerOpened<'_> {
+    pub fn emit(self) {
+        warn!(
+            organization = self.organization_id,
+            open_secs = self.open_secs,
+            "upstream keeps failing; pausing deliveries for this organization"
+        );
+        counter!("gerbang_breaker_opened_total").increment(1);
+    }
+}
+
+/// A credential sent more requests than its rate limit allows; answered 429.
+pub struct RequestThrottled<'a> {
+    pub path: &'a str,
+}
+
+impl RequestThrottled<'_> {
+    pub fn emit(self) {
+        warn!(path = self.path, "rate limit reached; answered 429");
+        counter!("gerbang_throttled_total").increment(1);
+    }
+}
+
+/// A retention prune ended (see `store::retention`). Counts and durations only: never an id
+/// of a patient, never content.
+pub struct PayloadsPruned {
+    pub pruned: u64,
+    pub older_than_secs: u64,
+    pub took_ms: u64,
+}
+
+impl PayloadsPruned {
+    pub fn emit(self) {
+        if self.pruned > 0 {
+            info!(
+                pruned = self.pruned,
+                older_than_secs = self.older_than_secs,
+                took_ms = self.took_ms,
+                "payloads pruned"
+            );
+        } else {
+            debug!(older_than_secs = self.older_than_secs, "nothing to prune");
+        }
+        counter!("gerbang_payloads_pruned_total").increment(self.pruned);
+    }
+}
+
+/// A retention prune failed; the task tries again at its next interval.
+pub struct PruneFailed<'a> {
+    pub error: &'a str,
+}
+
+impl PruneFailed<'_> {
+    pub fn emit(self) {
+        warn!(
+            error = self.error,
+            "cannot prune payloads; trying again at the next interval"
+        );
+    }
+}

@@ -1,0 +1,360 @@
+//! Step 3 of a record's path: offline validation, for gerbang's own Bundles and for any
+//! FHIR R4 JSON an integrator brings.
+//!
+//! Layers, in order (DESIGN.md): (a) the official R4 JSON Schema; (b) SATUSEHAT profile
+//! constraints; (c) SATUSEHAT's business rules with their rule numbers; (d) Bundle
+//! integrity. Everything is loaded from `profiles/` and compiled once; validating is pure —
+//! "now" and the sender's organization come in through [`Context`]. The result is always an
+//! [`Outcome`] whose expressions are FHIRPath-style locations.
+
+pub mod bundle;
+pub mod path;
+pub mod rules;
+pub mod schema;
+pub mod structure;
+
+use crate::fhir::{self, Issue, IssueCode, Outcome};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::path::Path;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("cannot load {what} from {path}: {message}")]
+    Load {
+        what: &'static str,
+        path: String,
+        message: String,
+    },
+}
+
+/// What validation needs to know about the world.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The sender's SATUSEHAT organization id; `None` when validating a file whose sender is
+    /// unknown (then any organization id is accepted in identifier systems).
+    pub organization_id: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+pub struct Validator {
+    schema: schema::R4Schema,
+    structures: structure::Structures,
+    rules: rules::Rules,
+}
+
+impl Validator {
+    /// Load and compile everything under `profiles/`.
+    pub fn load(dir: &Path) -> Result<Validator, LoadError> {
+        let err = |what, path: &Path, message: String| LoadError::Load {
+            what,
+            path: path.display().to_string(),
+            message,
+        };
+        let schema_path = dir.join("r4/fhir.schema.json");
+        let schema = schema::R4Schema::load(&schema_path)
+            .map_err(|m| err("the FHIR R4 JSON Schema", &schema_path, m))?;
+        let rules_path = dir.join("satusehat/rules.yaml");
+        let text = std::fs::read_to_string(&rules_path)
+            .map_err(|e| err("SATUSEHAT rules", &rules_path, e.to_string()))?;
+        let rules =
+            rules::Rules::from_yaml(&text).map_err(|m| err("SATUSEHAT rules", &rules_path, m))?;
+        let structures = structure::Structures::load(dir)
+            .map_err(|m| err("StructureDefinitions and terminology", dir, m))?
+            .with_satusehat_systems(rules.allowed_systems());
+        Ok(Validator {
+            schema,
+            structures,
+            rules,
+        })
+    }
+
+    /// Validate FHIR JSON text as an integrator brings it: one resource, a Bundle, or NDJSON
+    /// (one resource per line, issues named by line). `profile`, if given, is the canonical URL
+    /// of the profile the content claims to conform to.
+    pub fn validate_text(&self, text: &str, ctx: &Context, profile: Option<&str>) -> Outcome {
+        match serde_json::from_str::<Value>(text) {
+            Ok(value) => self.validate_as(&value, ctx, profile),
+            Err(whole) => {
+                let lines: Vec<(usize, &str)> = text
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, l)| !l.trim().is_empty())
+                    .collect();
+                if lines.len() < 2 {
+                    return Outcome::one(Issue::error(
+                        IssueCode::Structure,
+                        format!("not JSON: {whole}"),
+                    ));
+                }
+                let mut out = Outcome::new();
+                for (i, line) in lines {
+                    let n = i + 1;
+                    match serde_json::from_str::<Value>(line) {
+                        Err(e) => out.push(Issue::error(
+                            IssueCode::Structure,
+                            format!("line {n}: not JSON: {e}"),
+                        )),
+                        Ok(v) => {
+                            for mut issue in self.validate_as(&v, ctx, profile).issues {
+                                issue.text = format!("line {n}: {}", issue.text);
+                                out.push(issue);
+                            }
+                        }
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Validate a resource or Bundle, checking first that it is what `profile` (if any) and
+    /// its own `meta.profile` say it is.
+    pub fn validate_as(&self, value: &Value, ctx: &Context, profile: Option<&str>) -> Outcome {
+        let mut out = Outcome::new();
+        let rt = fhir::resource_type(value).unwrap_or("");
+        let mut claimed: Vec<String> = value
+            .pointer("/meta/profile")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(p) = profile {
+            claimed.insert(0, p.to_string());
+        }
+        for (i, url) in claimed.iter().enumerate() {
+            let explicit = profile.is_some() && i == 0;
+            match self.structures.profile_type(url) {
+                Some(t) if t == rt => {}
+                Some(t) => out.push(Issue::error(IssueCode::Invalid, format!("{url} is a profile of {t}, not of {rt}")).at(rt)),
+                None if explicit => out.push(Issue::error(
+                    IssueCode::NotSupported,
+                    format!(
+                        "unknown profile {url}; gerbang validates against the FHIR R4 base and SATUSEHAT's profiles, e.g. {}",
+                        self.structures.profile_urls().iter().take(4).cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                )),
+                None => out.push(
+                    Issue::new(
+                        fhir::Severity::Information,
+                        IssueCode::Informational,
+                        format!("profile {url} is unknown to gerbang; validated against the FHIR R4 base and SATUSEHAT's rules"),
+                    )
+                    .at(format!("{rt}.meta.profile")),
+                ),
+            }
+        }
+        out.extend(self.validate_content(value, ctx));
+        out
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Validate a resource or a Bundle, including what its `meta.profile` claims.
+    pub fn validate(&self, value: &Value, ctx: &Context) -> Outcome {
+        self.validate_as(value, ctx, None)
+    }
+
+    fn validate_content(&self, value: &Value, ctx: &Context) -> Outcome {
+        match fhir::resource_type(value) {
+            Some("Bundle") => self.validate_bundle(value, ctx),
+            Some(rt) => {
+                let rt = rt.to_string();
+                let resolve = |_: &str| None;
+                self.validate_resource(value, &rt, ctx, &resolve, false)
+            }
+            None => Outcome::one(Issue::error(
+                IssueCode::Structure,
+                "not a FHIR resource: a JSON object with `resourceType` is expected",
+            )),
+        }
+    }
+
+    fn validate_bundle(&self, bundle: &Value, ctx: &Context) -> Outcome {
+        let mut out = self.schema.check(bundle, "Bundle");
+        out.extend(bundle::check(bundle));
+        let index = bundle::index(bundle);
+        let resolve = |r: &str| index.get(r).cloned();
+        for e in fhir::entries(bundle) {
+            if let Some(resource) = e.resource {
+                if fhir::resource_type(resource) == Some("Bundle") {
+                    continue; // reported as 20011; its content is not validated further
+                }
+                let at = format!("Bundle.entry[{}].resource", e.index);
+                let lookup = bundle["entry"][e.index]
+                    .pointer("/request/ifNoneExist")
+                    .is_some();
+                out.extend(self.validate_resource(resource, &at, ctx, &resolve, lookup));
+            }
+        }
+        out
+    }
+
+    fn validate_resource(
+        &self,
+        resource: &Value,
+        at: &str,
+        ctx: &Context,
+        resolve: &dyn Fn(&str) -> Option<String>,
+        lookup: bool,
+    ) -> Outcome {
+        // (a) R4 JSON Schema
+        let mut out = self.schema.check(resource, at);
+        let schema_ok = !out.has_errors();
+        // (b) StructureDefinitions: cardinality, bindings, codes, extensions, targets … —
+        // except where the schema already said what is wrong at the same place.
+        let schema_errors: Vec<Option<String>> =
+            out.issues.iter().map(|i| i.expression.clone()).collect();
+        out.extend(Outcome::from(
+            self.structures
+                .check(resource, at, resolve)
+                .issues
+                .into_iter()
+                .filter(|i| !(i.is_error() && schema_errors.contains(&i.expression)))
+                .collect::<Vec<_>>(),
+        ));
+        // … and the typed model as a second structural opinion; it only warns, because the
+        // JSON Schema is the authority on R4 and fhir-sdk models R4B.
+        if schema_ok {
+            if let Err(e) = fhir::typed::structural_check(resource) {
+                out.push(
+                    Issue::warning(
+                        IssueCode::Structure,
+                        format!("the typed FHIR model could not read this resource: {e}"),
+                    )
+                    .at(at),
+                );
+            }
+        }
+        // (c) SATUSEHAT rules
+        let rctx = rules::RuleContext {
+            organization_id: ctx.organization_id,
+            now: ctx.now,
+            resolve,
+            lookup,
+        };
+        let ruled = self.rules.check(resource, at, &rctx);
+        let reported: Vec<String> = ruled
+            .issues
+            .iter()
+            .filter_map(|i| i.expression.clone())
+            .collect();
+        // One problem, one error: where a numbered SATUSEHAT rule reports an element, the
+        // unnumbered structural error at the same element (e.g. a reference target R4 does
+        // not allow either) says nothing more and is dropped.
+        let ruled_errors: Vec<&str> = ruled
+            .issues
+            .iter()
+            .filter(|i| i.is_error() && i.rule.is_some())
+            .filter_map(|i| i.expression.as_deref())
+            .collect();
+        out.issues.retain(|i| {
+            !(i.is_error()
+                && i.rule.is_none()
+                && i.expression
+                    .as_deref()
+                    .is_some_and(|e| ruled_errors.contains(&e)))
+        });
+        out.extend(ruled);
+        out.extend(utc_everywhere(resource, at, &reported));
+        if fhir::resource_type(resource) == Some("Patient") {
+            out.extend(nik_warnings(resource, at));
+        }
+        out
+    }
+}
+
+/// SATUSEHAT wants every dateTime with a time part in UTC. Rules name the elements they
+/// know with a rule number; this catches the rest.
+fn utc_everywhere(resource: &Value, at: &str, already: &[String]) -> Outcome {
+    let mut out = Outcome::new();
+    let mut stack = vec![(at.to_string(), resource)];
+    while let Some((loc, v)) = stack.pop() {
+        match v {
+            Value::Object(m) => {
+                for (k, child) in m {
+                    if k == "contained" || k == "resourceType" {
+                        continue;
+                    }
+                    stack.push((format!("{loc}.{k}"), child));
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    stack.push((format!("{loc}[{i}]"), child));
+                }
+            }
+            Value::String(s)
+                if looks_like_datetime(s)
+                    && !crate::time::is_satusehat_utc(s)
+                    && !already.contains(&loc) =>
+            {
+                out.push(
+                    Issue::error(IssueCode::Value, format!("SATUSEHAT requires dateTimes in UTC written YYYY-MM-DDThh:mm:ss+00:00; found `{s}`"))
+                        .at(loc),
+                );
+            }
+            _ => {}
+        }
+    }
+    out.issues.reverse();
+    out
+}
+
+fn looks_like_datetime(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 16
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[..4].iter().all(u8::is_ascii_digit)
+}
+
+fn nik_warnings(patient: &Value, at: &str) -> Outcome {
+    let mut out = Outcome::new();
+    let Some(ids) = patient.get("identifier").and_then(Value::as_array) else {
+        return out;
+    };
+    for (i, id) in ids.iter().enumerate() {
+        let system = id.get("system").and_then(Value::as_str);
+        if system != Some(fhir::system::NIK) && system != Some(fhir::system::NIK_IBU) {
+            continue;
+        }
+        let Some(nik) = id.get("value").and_then(Value::as_str) else {
+            continue;
+        };
+        let loc = format!("{at}.identifier[{i}].value");
+        match fhir::nik::parse(nik) {
+            Err(why) => out.push(
+                Issue::warning(
+                    IssueCode::Value,
+                    format!("unusual NIK: {why}; SATUSEHAT may not find this patient"),
+                )
+                .at(loc),
+            ),
+            Ok(_) if system == Some(fhir::system::NIK) => {
+                let gender = patient.get("gender").and_then(Value::as_str);
+                let birth = patient.get("birthDate").and_then(Value::as_str);
+                for d in fhir::nik::disagreements(nik, gender, birth) {
+                    out.push(
+                        Issue::warning(
+                            IssueCode::Value,
+                            format!(
+                                "{d}; check the record (SATUSEHAT test identities also do this)"
+                            ),
+                        )
+                        .at(loc.clone()),
+                    );
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    out
+}

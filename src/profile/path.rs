@@ -1,0 +1,171 @@
+//! A small element-path walker: `statusHistory.period.start` over a resource's JSON, with
+//! arrays flattened and `[x]` choice elements (`occurrence[x]` matches `occurrenceDateTime`).
+//! Each match comes with its concrete FHIRPath-style location, e.g.
+//! `statusHistory[1].period.start`, which is what an OperationOutcome names.
+//!
+//! This is deliberately not FHIRPath: rules only need to reach elements, and conditions are
+//! expressed in the rule data (see `rules.rs`).
+
+use serde_json::Value;
+
+/// All values at `path` below `value`, with their locations (relative, no leading dot).
+pub fn select<'a>(value: &'a Value, path: &str) -> Vec<(String, &'a Value)> {
+    let mut current: Vec<(String, &Value)> = vec![(String::new(), value)];
+    if path.is_empty() {
+        return current;
+    }
+    for step in path.split('.') {
+        // `item*`: this element at any depth of nesting (item, item.item, …).
+        if let Some(name) = step.strip_suffix('*') {
+            let mut found = Vec::new();
+            let mut frontier = current;
+            while !frontier.is_empty() {
+                let level = children(frontier, name, None);
+                found.extend(level.iter().cloned());
+                frontier = level;
+            }
+            current = found;
+            continue;
+        }
+        // `extension[url=value]`: only the items whose `url` is `value`.
+        let (name, filter) = match step.split_once('[') {
+            Some((n, rest)) if rest.ends_with(']') && rest.contains('=') => {
+                let (k, v) = rest[..rest.len() - 1].split_once('=').unwrap_or_default();
+                (n, Some((k, v)))
+            }
+            _ => (step, None),
+        };
+        current = children(current, name, filter);
+    }
+    current
+}
+
+/// The children named `step` (`value[x]` for a choice) of every value in `current`.
+fn children<'a>(
+    current: Vec<(String, &'a Value)>,
+    step: &str,
+    filter: Option<(&str, &str)>,
+) -> Vec<(String, &'a Value)> {
+    let mut next = Vec::new();
+    for (loc, v) in current {
+        let Value::Object(map) = v else { continue };
+        let matches: Vec<(&String, &Value)> = match step.strip_suffix("[x]") {
+            Some(prefix) => map
+                .iter()
+                .filter(|(k, _)| {
+                    k.strip_prefix(prefix)
+                        .and_then(|rest| rest.chars().next())
+                        .is_some_and(char::is_uppercase)
+                })
+                .collect(),
+            None => map.get_key_value(step).into_iter().collect(),
+        };
+        for (key, child) in matches {
+            let base = if loc.is_empty() {
+                key.clone()
+            } else {
+                format!("{loc}.{key}")
+            };
+            let keep = |item: &Value| {
+                filter.is_none_or(|(k, want)| item.get(k).and_then(Value::as_str) == Some(want))
+            };
+            match child {
+                Value::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if keep(item) {
+                            next.push((format!("{base}[{i}]"), item));
+                        }
+                    }
+                }
+                other if keep(other) => next.push((base, other)),
+                _ => {}
+            }
+        }
+    }
+    next
+}
+
+/// Whether a value counts as present: FHIR forbids empty strings, arrays and objects.
+pub fn is_present(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::String(s) => !s.trim().is_empty(),
+        Value::Array(a) => a.iter().any(is_present),
+        Value::Object(o) => o.values().any(is_present),
+        _ => true,
+    }
+}
+
+/// Join a parent location and a child path for messages: `Encounter` + `period.start`.
+pub fn join(parent: &str, child: &str) -> String {
+    match (parent.is_empty(), child.is_empty()) {
+        (true, _) => child.to_string(),
+        (_, true) => parent.to_string(),
+        _ => format!("{parent}.{child}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn walks_arrays_and_choices() {
+        let r = json!({
+            "statusHistory": [{"period": {"start": "a"}}, {"period": {"start": "b", "end": "c"}}],
+            "occurrenceDateTime": "t",
+            "occurrenceString": "s",
+            "occurrences": "no"
+        });
+        let got: Vec<_> = select(&r, "statusHistory.period.start")
+            .into_iter()
+            .map(|(l, v)| (l, v.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("statusHistory[0].period.start".to_string(), json!("a")),
+                ("statusHistory[1].period.start".to_string(), json!("b"))
+            ]
+        );
+        let choice: Vec<_> = select(&r, "occurrence[x]")
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect();
+        assert_eq!(choice, vec!["occurrenceDateTime", "occurrenceString"]);
+        assert!(select(&r, "missing.path").is_empty());
+    }
+
+    #[test]
+    fn recursion_and_filters() {
+        let qr = json!({"item": [{"answer": [{"v": 1}], "item": [{"answer": [{"v": 2}], "item": [{"answer": [{"v": 3}]}]}]}]});
+        let got: Vec<_> = select(&qr, "item*.answer.v")
+            .into_iter()
+            .map(|(l, v)| (l, v.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("item[0].answer[0].v".to_string(), json!(1)),
+                ("item[0].item[0].answer[0].v".to_string(), json!(2)),
+                ("item[0].item[0].item[0].answer[0].v".to_string(), json!(3))
+            ]
+        );
+        let ext = json!({"extension": [{"url": "upgradeClassIndicator", "valueCode": "a"}, {"url": "value", "valueCode": "b"}]});
+        let got: Vec<_> = select(&ext, "extension[url=value].valueCode")
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect();
+        assert_eq!(got, vec!["extension[1].valueCode"]);
+    }
+
+    #[test]
+    fn presence() {
+        assert!(!is_present(&json!("")));
+        assert!(!is_present(&json!([])));
+        assert!(!is_present(&json!({"a": null})));
+        assert!(is_present(&json!(false)));
+        assert!(is_present(&json!({"reference": "Patient/1"})));
+    }
+}

@@ -1,0 +1,513 @@
+//! Layer (c): SATUSEHAT's business rules, as data.
+//!
+//! `profiles/satusehat/rules.yaml` lists rules the way SATUSEHAT's Kamus Validasi does — a
+//! rule number, the element it is about and the check — plus the text that tells an
+//! integrator what to fix. This module only knows the kinds of check; adding a rule is an
+//! edit to the data file, reviewed like code.
+
+use super::path::{is_present, join, select};
+use crate::fhir::{Issue, IssueCode, Outcome, Severity};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// What a rule checks at its path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Check {
+    /// The element must be present and not empty.
+    Required,
+    /// Every Coding (or Identifier, or Quantity) at the path uses one of these systems.
+    /// `{org}` stands for the sender's organization id.
+    SystemIn(Vec<String>),
+    /// Every dateTime with a time part is written `YYYY-MM-DDThh:mm:ss+00:00`.
+    Utc,
+    /// A full date-time in UTC: like `utc`, and a bare date is refused too.
+    Datetime,
+    /// Not later than "now" (with a few minutes' tolerance for clock skew).
+    NotFuture,
+    /// Not earlier than this date (YYYY-MM-DD).
+    NotBefore(String),
+    /// Later than the value at this other path of the same resource.
+    After(String),
+    /// Every Reference at the path points to one of these resource types.
+    ReferenceTo(Vec<String>),
+    /// An integer greater than zero.
+    Positive,
+    /// One of these exact values (codes, booleans, strings).
+    OneOf(Vec<Value>),
+    /// At least one of the Identifiers (or Codings) at the path has one of these systems.
+    AnySystem(Vec<String>),
+}
+
+/// Applies a rule only when any value at `path` equals `equals` (or, without `equals`, when
+/// the path is present).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    pub path: String,
+    #[serde(default)]
+    pub equals: Option<Value>,
+}
+
+/// One condition, or a list of conditions that must all hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Conditions {
+    One(When),
+    All(Vec<When>),
+}
+
+impl Conditions {
+    fn hold(&self, resource: &Value) -> bool {
+        match self {
+            Conditions::One(w) => w.holds(resource),
+            Conditions::All(ws) => ws.iter().all(|w| w.holds(resource)),
+        }
+    }
+}
+
+impl When {
+    fn holds(&self, resource: &Value) -> bool {
+        let hits = select(resource, &self.path);
+        match &self.equals {
+            Some(expected) => hits.iter().any(|(_, v)| *v == expected),
+            None => hits.iter().any(|(_, v)| is_present(v)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// SATUSEHAT's rule number (Kamus Validasi); absent for gerbang's own checks.
+    #[serde(default)]
+    pub rule: Option<u32>,
+    pub resource: String,
+    pub path: String,
+    pub check: Check,
+    #[serde(default)]
+    pub when: Option<Conditions>,
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+    /// Not applied to a Bundle entry that only looks a resource up (`request.ifNoneExist`):
+    /// for rules about resources SATUSEHAT creates, such as a Patient's address.
+    #[serde(default)]
+    pub not_for_lookups: bool,
+    /// What is wrong and what to do about it.
+    pub text: String,
+}
+
+fn default_severity() -> Severity {
+    Severity::Error
+}
+
+/// What a rule may need to know beyond the resource itself.
+pub struct RuleContext<'a> {
+    /// The sender's SATUSEHAT organization id. Without it, `{org}` matches any id.
+    pub organization_id: Option<&'a str>,
+    pub now: DateTime<Utc>,
+    /// Resolves a `urn:uuid:` reference to the resourceType of the Bundle entry it names.
+    pub resolve: &'a dyn Fn(&str) -> Option<String>,
+    /// The resource is a Bundle entry that only looks it up (`request.ifNoneExist`).
+    pub lookup: bool,
+}
+
+/// Clock skew tolerated by `not-future`: facility PCs are rarely exact.
+const FUTURE_TOLERANCE_SECS: i64 = 300;
+
+pub struct Rules {
+    by_resource: HashMap<String, Vec<Rule>>,
+    count: usize,
+}
+
+impl Rules {
+    pub fn from_yaml(text: &str) -> Result<Rules, String> {
+        let rules: Vec<Rule> = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+        let count = rules.len();
+        let mut by_resource: HashMap<String, Vec<Rule>> = HashMap::new();
+        for r in rules {
+            if let Check::NotBefore(d) = &r.check {
+                crate::time::parse_fhir(d)
+                    .ok_or_else(|| format!("rule {:?}: `{d}` is not a date", r.rule))?;
+            }
+            by_resource.entry(r.resource.clone()).or_default().push(r);
+        }
+        Ok(Rules { by_resource, count })
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Element path (`Observation.interpretation`) → the code systems SATUSEHAT's rules allow
+    /// there (organization-specific identifier systems left out).
+    pub fn allowed_systems(&self) -> HashMap<String, Vec<String>> {
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for r in self.all() {
+            if let Check::SystemIn(systems) = &r.check {
+                let path = format!("{}.{}", r.resource, r.path.trim_end_matches("[x]"));
+                out.entry(path)
+                    .or_default()
+                    .extend(systems.iter().filter(|s| !s.contains("{org}")).cloned());
+            }
+        }
+        out
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Rule> {
+        self.by_resource.values().flatten()
+    }
+
+    /// Apply every rule for this resource's type. `at` is the resource's location.
+    pub fn check(&self, resource: &Value, at: &str, ctx: &RuleContext) -> Outcome {
+        let mut out = Outcome::new();
+        let Some(rt) = resource.get("resourceType").and_then(Value::as_str) else {
+            return out;
+        };
+        for rule in self
+            .by_resource
+            .get(rt)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            if rule.when.as_ref().is_some_and(|w| !w.hold(resource))
+                || (rule.not_for_lookups && ctx.lookup)
+            {
+                continue;
+            }
+            apply(rule, resource, at, ctx, &mut out);
+        }
+        out
+    }
+}
+
+fn apply(rule: &Rule, resource: &Value, at: &str, ctx: &RuleContext, out: &mut Outcome) {
+    let issue = |code: IssueCode, loc: &str, detail: Option<String>| {
+        let text = match detail {
+            Some(d) => format!("{} ({d})", rule.text),
+            None => rule.text.clone(),
+        };
+        let mut i = Issue::new(rule.severity, code, text).at(join(at, loc));
+        i.rule = rule.rule;
+        i
+    };
+    let hits = select(resource, &rule.path);
+    match &rule.check {
+        Check::Required => {
+            if !hits.iter().any(|(_, v)| is_present(v)) {
+                out.push(issue(IssueCode::Required, &rule.path, None));
+            }
+        }
+        Check::SystemIn(allowed) => {
+            for (loc, v) in &hits {
+                for (sys_loc, system) in systems_of(v, loc) {
+                    match system {
+                        None => out.push(issue(
+                            IssueCode::Required,
+                            &sys_loc,
+                            Some("system is missing".into()),
+                        )),
+                        Some(s)
+                            if !allowed
+                                .iter()
+                                .any(|a| system_matches(a, s, ctx.organization_id)) =>
+                        {
+                            out.push(issue(
+                                IssueCode::CodeInvalid,
+                                &sys_loc,
+                                Some(format!("found `{s}`")),
+                            ))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Check::Utc | Check::Datetime => {
+            let need_time = matches!(rule.check, Check::Datetime);
+            for (loc, v) in &hits {
+                if let Some(s) = v.as_str() {
+                    if (need_time || s.contains('T')) && !crate::time::is_satusehat_utc(s) {
+                        out.push(issue(IssueCode::Value, loc, Some(format!("found `{s}`"))));
+                    }
+                }
+            }
+        }
+        Check::NotFuture => {
+            for (loc, v) in &hits {
+                if let Some(t) = v.as_str().and_then(crate::time::parse_fhir) {
+                    if (t - ctx.now).num_seconds() > FUTURE_TOLERANCE_SECS {
+                        out.push(issue(
+                            IssueCode::Value,
+                            loc,
+                            Some(format!("`{}` is in the future", v.as_str().unwrap_or(""))),
+                        ));
+                    }
+                }
+            }
+        }
+        Check::NotBefore(date) => {
+            let limit = crate::time::parse_fhir(date).expect("checked at load");
+            for (loc, v) in &hits {
+                if let Some(t) = v.as_str().and_then(crate::time::parse_fhir) {
+                    if t < limit {
+                        out.push(issue(
+                            IssueCode::Value,
+                            loc,
+                            Some(format!("`{}` is before {date}", v.as_str().unwrap_or(""))),
+                        ));
+                    }
+                }
+            }
+        }
+        Check::After(other) => {
+            let other_time = select(resource, other)
+                .into_iter()
+                .find_map(|(_, v)| v.as_str().and_then(crate::time::parse_fhir));
+            if let Some(other_time) = other_time {
+                for (loc, v) in &hits {
+                    if let Some(t) = v.as_str().and_then(crate::time::parse_fhir) {
+                        if t <= other_time {
+                            out.push(issue(
+                                IssueCode::Invariant,
+                                loc,
+                                Some(format!("must be after {other}")),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Check::ReferenceTo(types) => {
+            for (loc, v) in &hits {
+                let Some(reference) = v.get("reference").and_then(Value::as_str) else {
+                    continue;
+                };
+                let target = if reference.starts_with("urn:uuid:") {
+                    (ctx.resolve)(reference)
+                } else {
+                    reference.split('/').rev().nth(1).map(str::to_string)
+                };
+                if let Some(t) = target {
+                    if !types.iter().any(|x| *x == t) {
+                        out.push(issue(
+                            IssueCode::Invalid,
+                            &format!("{loc}.reference"),
+                            Some(format!("points to {t}; expected {}", types.join(" or "))),
+                        ));
+                    }
+                }
+            }
+        }
+        Check::Positive => {
+            for (loc, v) in &hits {
+                if v.as_i64().is_none_or(|n| n <= 0) {
+                    out.push(issue(IssueCode::Value, loc, None));
+                }
+            }
+        }
+        Check::AnySystem(allowed) => {
+            let present = hits.iter().any(|(loc, v)| {
+                systems_of(v, loc).iter().any(|(_, s)| {
+                    s.is_some_and(|s| {
+                        allowed
+                            .iter()
+                            .any(|a| system_matches(a, s, ctx.organization_id))
+                    })
+                })
+            });
+            if !present {
+                out.push(issue(IssueCode::Required, &rule.path, None));
+            }
+        }
+        Check::OneOf(values) => {
+            for (loc, v) in &hits {
+                if !values.contains(v) {
+                    out.push(issue(
+                        IssueCode::CodeInvalid,
+                        loc,
+                        Some(format!("found {v}")),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The `system` of every Coding in a CodeableConcept, or of an Identifier/Coding/Quantity
+/// itself, with its location.
+fn systems_of<'a>(v: &'a Value, loc: &str) -> Vec<(String, Option<&'a str>)> {
+    // A CodeableConcept with only `text` has no coding to check (whether a coding is
+    // required is a `required` rule's business).
+    let is_concept = v.get("coding").is_some()
+        || (v.get("text").is_some() && v.get("system").is_none() && v.get("code").is_none());
+    if is_concept {
+        let Some(codings) = v.get("coding").and_then(Value::as_array) else {
+            return Vec::new();
+        };
+        return codings
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                (
+                    format!("{loc}.coding[{i}].system"),
+                    c.get("system").and_then(Value::as_str),
+                )
+            })
+            .collect();
+    }
+    if v.is_object() {
+        return vec![(
+            format!("{loc}.system"),
+            v.get("system").and_then(Value::as_str),
+        )];
+    }
+    Vec::new()
+}
+
+/// `http://sys-ids.kemkes.go.id/encounter/{org}` matches the sender's own org id, or any id
+/// when the sender is unknown (validating a file on the command line).
+pub fn system_matches(pattern: &str, system: &str, org: Option<&str>) -> bool {
+    match pattern.split_once("{org}") {
+        None => pattern == system,
+        Some((prefix, suffix)) => match org {
+            Some(org) => {
+                system
+                    .strip_prefix(prefix)
+                    .and_then(|r| r.strip_suffix(suffix))
+                    == Some(org)
+            }
+            None => system
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_suffix(suffix))
+                .is_some_and(|id| !id.is_empty() && !id.contains('/')),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx_now() -> DateTime<Utc> {
+        "2026-06-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn run(rules: &str, r: &Value) -> Outcome {
+        let rules = Rules::from_yaml(rules).unwrap();
+        let resolve = |_: &str| Some("Practitioner".to_string());
+        let ctx = RuleContext {
+            organization_id: Some("100000001"),
+            now: ctx_now(),
+            resolve: &resolve,
+            lookup: false,
+        };
+        rules.check(r, "Encounter", &ctx)
+    }
+
+    #[test]
+    fn required_and_conditional() {
+        let rules = r#"
+- {rule: 10118, resource: Encounter, path: subject, check: required, text: "subject is required"}
+- {rule: 10121, resource: Encounter, path: period.end, check: required, when: {path: status, equals: finished}, text: "end required when finished"}
+"#;
+        let o = run(
+            rules,
+            &json!({"resourceType": "Encounter", "status": "finished", "period": {"start": "x"}}),
+        );
+        assert_eq!(o.rule_numbers(), vec![10118, 10121]);
+        assert_eq!(
+            o.issues[1].expression.as_deref(),
+            Some("Encounter.period.end")
+        );
+        let o = run(
+            rules,
+            &json!({"resourceType": "Encounter", "status": "arrived", "subject": {"reference": "Patient/1"}}),
+        );
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn organization_in_identifier_system() {
+        let rules = r#"[{rule: 10117, resource: Encounter, path: identifier, check: {system-in: ["http://sys-ids.kemkes.go.id/encounter/{org}"]}, text: "wrong org"}]"#;
+        let ok = json!({"resourceType": "Encounter", "identifier": [{"system": "http://sys-ids.kemkes.go.id/encounter/100000001", "value": "1"}]});
+        assert!(run(rules, &ok).is_empty());
+        let bad = json!({"resourceType": "Encounter", "identifier": [{"system": "http://sys-ids.kemkes.go.id/encounter/100025753", "value": "1"}]});
+        let o = run(rules, &bad);
+        assert_eq!(
+            o.issues[0].expression.as_deref(),
+            Some("Encounter.identifier[0].system")
+        );
+        assert!(system_matches(
+            "http://sys-ids.kemkes.go.id/encounter/{org}",
+            "http://sys-ids.kemkes.go.id/encounter/999",
+            None
+        ));
+    }
+
+    #[test]
+    fn times() {
+        let rules = r#"
+- {rule: 1, resource: Encounter, path: period.start, check: utc, text: "utc"}
+- {rule: 2, resource: Encounter, path: period.start, check: not-future, text: "future"}
+- {rule: 3, resource: Encounter, path: period.start, check: {not-before: "2014-06-03"}, text: "too old"}
+- {rule: 4, resource: Encounter, path: period.end, check: {after: period.start}, text: "order"}
+"#;
+        let o = run(
+            rules,
+            &json!({"resourceType": "Encounter", "period": {"start": "2026-05-12T08:00:00+07:00", "end": "2026-05-12T00:30:00+00:00"}}),
+        );
+        assert_eq!(o.rule_numbers(), vec![1, 4]);
+        let o = run(
+            rules,
+            &json!({"resourceType": "Encounter", "period": {"start": "2027-01-01T00:00:00+00:00"}}),
+        );
+        assert_eq!(o.rule_numbers(), vec![2]);
+        let o = run(
+            rules,
+            &json!({"resourceType": "Encounter", "period": {"start": "2010-01-01T00:00:00+00:00"}}),
+        );
+        assert_eq!(o.rule_numbers(), vec![3]);
+    }
+
+    #[test]
+    fn conditions_lists_and_datetime() {
+        let rules = r#"
+- {rule: 1, resource: Encounter, path: lot, check: required, when: [{path: status, equals: completed}, {path: primary, equals: true}], text: "lot"}
+- {rule: 2, resource: Encounter, path: value, check: datetime, text: "dt"}
+- {rule: 3, resource: Encounter, path: code, check: {system-in: ["s"]}, text: "sys"}
+"#;
+        let o = run(
+            rules,
+            &json!({"resourceType": "Encounter", "status": "not-done", "primary": true, "value": "2026-01-20", "code": {"text": "only text"}}),
+        );
+        assert_eq!(o.rule_numbers(), vec![2]);
+        let o = run(
+            rules,
+            &json!({"resourceType": "Encounter", "status": "completed", "primary": true, "value": "2026-01-20T00:00:00+00:00", "code": {"coding": [{"code": "x"}]}}),
+        );
+        assert_eq!(o.rule_numbers(), vec![1, 3]);
+    }
+
+    #[test]
+    fn reference_targets() {
+        let rules = r#"[{rule: 10383, resource: Encounter, path: performer, check: {reference-to: [Organization]}, text: "performer"}]"#;
+        // The resolver says every urn:uuid is a Practitioner.
+        let o = run(
+            rules,
+            &json!({"resourceType": "Encounter", "performer": [{"reference": "urn:uuid:x"}, {"reference": "Organization/1"}]}),
+        );
+        assert_eq!(o.issues.len(), 1);
+        assert_eq!(
+            o.issues[0].expression.as_deref(),
+            Some("Encounter.performer[0].reference")
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! Layer (a): the official FHIR R4 JSON Schema (`profiles/r4/fhir.schema.json`).
+//!
+//! One validator per resource type, compiled once. The schema's `ResourceList` (a `oneOf`
+//! over all ~150 resource types) is replaced by "an object with a resourceType", and nested
+//! resources — Bundle entries, contained resources — are validated against their own type's
+//! validator instead. That keeps failures precise (an error names
+//! `Bundle.entry[3].resource.code`, not "did not match any of 150 schemas") and validation
+//! fast: `is_valid` first, the error walk only for what fails.
+
+use crate::fhir::{Issue, IssueCode, Outcome};
+use jsonschema::paths::LocationSegment;
+use jsonschema::{Draft, Registry, Validator};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::Path;
+
+const SCHEMA_URI: &str = "http://hl7.org/fhir/json-schema/4.0";
+const MAX_ISSUES_PER_RESOURCE: usize = 25;
+
+pub struct R4Schema {
+    validators: HashMap<String, Validator>,
+    /// regex → primitive type name, so a pattern failure reads "not a valid dateTime".
+    patterns: HashMap<String, (String, &'static str)>,
+}
+
+impl R4Schema {
+    pub fn load(path: &Path) -> Result<R4Schema, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut schema: Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let defs = schema
+            .get_mut("definitions")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| format!("{} has no definitions", path.display()))?;
+        defs.insert(
+            "ResourceList".into(),
+            json!({"type": "object", "required": ["resourceType"], "properties": {"resourceType": {"type": "string"}}}),
+        );
+        let mut patterns = HashMap::new();
+        for (name, def) in defs.iter() {
+            if let Some(p) = def.get("pattern").and_then(Value::as_str) {
+                if name.chars().next().is_some_and(char::is_lowercase) {
+                    patterns.insert(p.to_string(), (name.clone(), primitive_hint(name)));
+                }
+            }
+        }
+        let types: Vec<String> = schema
+            .pointer("/discriminator/mapping")
+            .and_then(Value::as_object)
+            .ok_or_else(|| format!("{} has no discriminator mapping", path.display()))?
+            .keys()
+            .cloned()
+            .collect();
+        let registry = Registry::new()
+            .draft(Draft::Draft6)
+            .add(SCHEMA_URI, &schema)
+            .and_then(|b| b.prepare())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut validators = HashMap::with_capacity(types.len());
+        for t in types {
+            let root = json!({"$schema": "http://json-schema.org/draft-06/schema#", "$ref": format!("{SCHEMA_URI}#/definitions/{t}")});
+            let v = jsonschema::options()
+                .with_draft(Draft::Draft6)
+                .with_registry(&registry)
+                .build(&root)
+                .map_err(|e| format!("{}: cannot compile {t}: {e}", path.display()))?;
+            validators.insert(t, v);
+        }
+        Ok(R4Schema {
+            validators,
+            patterns,
+        })
+    }
+
+    pub fn knows(&self, resource_type: &str) -> bool {
+        self.validators.contains_key(resource_type)
+    }
+
+    pub fn resource_types(&self) -> impl Iterator<Item = &str> {
+        self.validators.keys().map(String::as_str)
+    }
+
+    /// Check one resource and, recursively, its contained resources. `at` is the resource's
+    /// own location (`Patient`, or `Bundle.entry[2].resource`).
+    pub fn check(&self, resource: &Value, at: &str) -> Outcome {
+        let mut out = Outcome::new();
+        let Some(rt) = resource.get("resourceType").and_then(Value::as_str) else {
+            out.push(
+                Issue::error(
+                    IssueCode::Structure,
+                    "resourceType is missing: every FHIR resource names its type",
+                )
+                .at(at),
+            );
+            return out;
+        };
+        let Some(validator) = self.validators.get(rt) else {
+            out.push(
+                Issue::error(
+                    IssueCode::NotSupported,
+                    format!("`{rt}` is not a FHIR R4 resource type"),
+                )
+                .at(format!("{at}.resourceType")),
+            );
+            return out;
+        };
+        if !validator.is_valid(resource) {
+            for error in validator
+                .iter_errors(resource)
+                .take(MAX_ISSUES_PER_RESOURCE)
+            {
+                let mut loc = at.to_string();
+                for seg in error.instance_path() {
+                    match seg {
+                        LocationSegment::Property(p) => {
+                            loc.push('.');
+                            loc.push_str(&p);
+                        }
+                        LocationSegment::Index(i) => loc.push_str(&format!("[{i}]")),
+                    }
+                }
+                let text = self.describe(&error);
+                out.push(Issue::error(IssueCode::Structure, text).at(loc));
+            }
+        }
+        if let Some(contained) = resource.get("contained").and_then(Value::as_array) {
+            for (i, c) in contained.iter().enumerate() {
+                out.extend(self.check(c, &format!("{at}.contained[{i}]")));
+            }
+        }
+        out
+    }
+
+    fn describe(&self, error: &jsonschema::ValidationError) -> String {
+        use jsonschema::error::ValidationErrorKind as K;
+        match error.kind() {
+            K::Pattern { pattern } => match self.patterns.get(pattern) {
+                Some((name, hint)) => format!("not a valid FHIR {name}{hint}"),
+                None => error.masked().to_string(),
+            },
+            K::AdditionalProperties { unexpected } => format!(
+                "unknown element{} {}: FHIR R4 does not define {} here (check spelling and nesting)",
+                if unexpected.len() > 1 { "s" } else { "" },
+                unexpected
+                    .iter()
+                    .map(|u| format!("`{u}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if unexpected.len() > 1 { "them" } else { "it" },
+            ),
+            K::Required { property } => format!("{property} is required by FHIR R4"),
+            _ => error.masked().to_string(),
+        }
+    }
+}
+
+fn primitive_hint(name: &str) -> &'static str {
+    match name {
+        "dateTime" => " (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss+zz:zz)",
+        "date" => " (YYYY, YYYY-MM or YYYY-MM-DD)",
+        "instant" => " (YYYY-MM-DDThh:mm:ss.sss+zz:zz)",
+        "time" => " (hh:mm:ss)",
+        "id" => " (1–64 letters, digits, '-' or '.')",
+        "code" => " (no leading/trailing or repeated whitespace)",
+        "uri" | "url" | "canonical" => " (no whitespace)",
+        "positiveInt" => " (an integer greater than 0)",
+        "unsignedInt" => " (an integer of 0 or more)",
+        _ => "",
+    }
+}

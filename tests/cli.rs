@@ -1,0 +1,123 @@
+//! The integrator's tools, no server: `gerbang map` and `gerbang validate`.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(manifest_dir())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+const EXAMPLES: &str = "mappings/posyandu.balita/examples";
+
+#[test]
+fn map_prints_the_golden_bundle() {
+    let (code, stdout, stderr) = run(&[
+        "map",
+        "posyandu.balita",
+        &format!("{EXAMPLES}/bayi-9-bulan-imunisasi.input.json"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let got: Value = serde_json::from_str(&stdout).unwrap();
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            manifest_dir()
+                .join(EXAMPLES)
+                .join("bayi-9-bulan-imunisasi.bundle.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn map_reports_bad_input_with_paths_and_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"id_kunjungan": "X", "waktu_mulai": "kemarin"}"#).unwrap();
+    let (code, stdout, stderr) = run(&["map", "posyandu.balita", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let oo: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(oo["resourceType"], "OperationOutcome");
+    let exprs = expressions(&oo);
+    assert!(exprs.contains(&"$.waktu_mulai".to_string()), "{exprs:?}");
+    assert!(stderr.contains("$.waktu_mulai"), "{stderr}");
+}
+
+#[test]
+fn validate_accepts_a_good_bundle() {
+    let (code, stdout, stderr) = run(&[
+        "validate",
+        &format!("{EXAMPLES}/balita-vitamin-a-kejar.bundle.json"),
+        "--org",
+        ORG,
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("0 error(s)"), "{stderr}");
+}
+
+#[test]
+fn validate_reports_errors_with_expressions_and_rule_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.json");
+    let mut bundle: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            manifest_dir()
+                .join(EXAMPLES)
+                .join("balita-wita-minimal.bundle.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // Another organization's identifier system (10117), a subject removed (10118), a local
+    // time (not UTC).
+    let enc = &mut bundle["entry"][2]["resource"];
+    enc["identifier"][0]["system"] = "http://sys-ids.kemkes.go.id/encounter/100025753".into();
+    enc.as_object_mut().unwrap().remove("subject");
+    enc["period"]["start"] = "2026-05-14T09:10:00+08:00".into();
+    std::fs::write(&path, serde_json::to_string(&bundle).unwrap()).unwrap();
+
+    let (code, stdout, _) = run(&["validate", path.to_str().unwrap(), "--org", ORG]);
+    assert_eq!(code, 1);
+    let oo: Value = serde_json::from_str(&stdout).unwrap();
+    let text = texts(&oo);
+    assert!(
+        text.contains("(RuleNumber: 10117)") && text.contains("(RuleNumber: 10118)"),
+        "{text}"
+    );
+    let exprs = expressions(&oo);
+    for e in [
+        "Bundle.entry[2].resource.identifier[0].system",
+        "Bundle.entry[2].resource.subject",
+        "Bundle.entry[2].resource.period.start",
+    ] {
+        assert!(exprs.contains(&e.to_string()), "missing {e} in {exprs:?}");
+    }
+    // Unknown element: the R4 JSON Schema names it.
+    bundle["entry"][3]["resource"]["valueQuantitiy"] = serde_json::json!({});
+    std::fs::write(&path, serde_json::to_string(&bundle).unwrap()).unwrap();
+    let (_, stdout, _) = run(&["validate", path.to_str().unwrap()]);
+    assert!(stdout.contains("valueQuantitiy"), "{stdout}");
+}
+
+#[test]
+fn validate_refuses_what_is_not_fhir() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.json");
+    std::fs::write(&path, r#"{"hello": "world"}"#).unwrap();
+    let (code, stdout, _) = run(&["validate", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("resourceType"), "{stdout}");
+}

@@ -682,7 +682,13 @@ fn mappings_test(config: &Option<PathBuf>, only: Option<&str>) -> Result<ExitCod
             }
         }
     }
-    println!("{} example(s), {failed} failed", reports.len());
+    let (examples, folders): (Vec<_>, Vec<_>) = reports.iter().partition(|r| r.is_example());
+    let examples_failed = examples.iter().filter(|r| !r.passed()).count();
+    print!("{} example(s), {examples_failed} failed", examples.len());
+    if !folders.is_empty() {
+        print!("; {} folder(s) with too few examples", folders.len());
+    }
+    println!();
     Ok(if failed > 0 {
         ExitCode::from(1)
     } else {

@@ -34,9 +34,17 @@ pub struct ExampleReport {
     pub problems: Vec<String>,
 }
 
+/// The name of the report on a folder that holds too few examples (not an example itself).
+const TOO_FEW_EXAMPLES: &str = "(examples)";
+
 impl ExampleReport {
     pub fn passed(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// Whether this reports on one example, rather than on a folder with too few of them.
+    pub fn is_example(&self) -> bool {
+        self.name != TOO_FEW_EXAMPLES
     }
 }
 
@@ -70,7 +78,7 @@ pub fn run(mappings: &Mappings, validator: &Validator, only: Option<&str>) -> Ve
         if inputs.len() < 3 {
             reports.push(ExampleReport {
                 record_type: rt.name().to_string(),
-                name: "(examples)".into(),
+                name: TOO_FEW_EXAMPLES.into(),
                 input: rt.dir.join("examples"),
                 problems: vec![format!(
                     "only {} example(s); every record type needs at least three",
@@ -107,7 +115,7 @@ pub fn run(mappings: &Mappings, validator: &Validator, only: Option<&str>) -> Ve
             if inputs.len() < 2 {
                 reports.push(ExampleReport {
                     record_type: label.clone(),
-                    name: "(examples)".into(),
+                    name: TOO_FEW_EXAMPLES.into(),
                     input: adapter.dir.join("examples"),
                     problems: vec![format!(
                         "only {} example(s); every adapter needs at least two",

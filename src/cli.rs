@@ -360,7 +360,7 @@ async fn run_async(config: Option<PathBuf>, command: Command) -> Result<()> {
 /// is printed, once.
 async fn issue_api_key(
     cfg: &Config,
-    keep: impl AsyncFnOnce(&dyn Store, &str, i64) -> crate::store::Result<()>,
+    keep: impl AsyncFnOnce(&Store, &str, i64) -> crate::store::Result<()>,
 ) -> Result<()> {
     let store = cfg.open_store().await?;
     let key = api::auth::new_api_key();
@@ -730,7 +730,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
         "mappings and profiles compiled"
     );
 
-    let store: Arc<dyn Store> = cfg.open_store().await?;
+    let store: Arc<Store> = cfg.open_store().await?;
     // One process owns a SQLite file: leases left by a crash can be taken back at once. With
     // several gateways on PostgreSQL they expire instead.
     if store.exclusive() {
@@ -879,7 +879,7 @@ fn metrics_recorder() -> Result<metrics_exporter_prometheus::PrometheusHandle> {
 
 /// The demo facility of the zero-configuration setup, and its key (kept in the data folder
 /// so it stays the same across restarts).
-async fn ensure_demo_facility(store: &dyn Store, data_dir: &Path) -> Result<String> {
+async fn ensure_demo_facility(store: &Store, data_dir: &Path) -> Result<String> {
     let path = data_dir.join("demo-facility.key");
     let key = match std::fs::read_to_string(&path) {
         Ok(k) if !k.trim().is_empty() => k.trim().to_string(),

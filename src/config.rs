@@ -276,26 +276,22 @@ impl Config {
     }
 
     /// Open the configured store.
-    pub async fn open_store(&self) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
-        Ok(match self.store.backend {
-            Backend::Sqlite => std::sync::Arc::new(crate::store::sqlite::SqliteStore::open(
-                &self.database_path(),
-            )?),
+    pub async fn open_store(&self) -> anyhow::Result<std::sync::Arc<crate::store::Store>> {
+        Ok(std::sync::Arc::new(match self.store.backend {
+            Backend::Sqlite => crate::store::Store::sqlite(&self.database_path())?,
             Backend::Postgres => {
                 let url = self.store.postgres_url.as_deref().ok_or_else(|| {
                     anyhow::anyhow!("store.backend = \"postgres\" needs store.postgres_url")
                 })?;
-                std::sync::Arc::new(
-                    crate::store::postgres::PostgresStore::connect(
-                        url,
-                        self.store.postgres_schema.as_deref(),
-                        self.store.max_connections,
-                    )
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot open the PostgreSQL store: {e}"))?,
+                crate::store::Store::postgres(
+                    url,
+                    self.store.postgres_schema.as_deref(),
+                    self.store.max_connections,
                 )
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the PostgreSQL store: {e}"))?
             }
-        })
+        }))
     }
 }
 

@@ -77,7 +77,7 @@ pub struct FailedReplay {
 }
 
 pub struct DeadLetters<'a> {
-    pub store: &'a dyn Store,
+    pub store: &'a Store,
     pub mappings: &'a Mappings,
     pub validator: &'a Validator,
 }

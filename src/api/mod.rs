@@ -39,7 +39,7 @@ use tokio::sync::Notify;
 pub struct AppState {
     pub mappings: Arc<Mappings>,
     pub validator: Arc<Validator>,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<Store>,
     /// Wakes the forwarder when a record is accepted.
     pub wake: Arc<Notify>,
     pub max_body_bytes: usize,

@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
 
 pub struct Forwarder {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<Store>,
     pub client: Arc<SatusehatClient>,
     pub policy: RetryPolicy,
     /// Unique per process: lease owner.

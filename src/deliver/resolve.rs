@@ -45,7 +45,7 @@ pub async fn resolve(
     bundle: &Value,
     org: &str,
     client: &SatusehatClient,
-    store: &dyn Store,
+    store: &Store,
     now: i64,
 ) -> Result<Value, ResolveError> {
     // fullUrl → `Type/id` of what SATUSEHAT already has.
@@ -178,7 +178,7 @@ fn unknown(index: usize, text: &str) -> ResolveError {
 
 async fn lookup(
     client: &SatusehatClient,
-    store: &dyn Store,
+    store: &Store,
     org: &str,
     rt: &str,
     sys: &str,
@@ -202,7 +202,7 @@ async fn lookup(
 /// answer is cached so a re-sent record does not register the child again.
 async fn newborn(
     client: &SatusehatClient,
-    store: &dyn Store,
+    store: &Store,
     org: &str,
     patient: &Value,
     now: i64,

@@ -104,7 +104,7 @@ impl Exports {
     }
 
     /// Run jobs as they come, and sweep expired files, until `shutdown` turns true.
-    pub async fn run(self: Arc<Self>, store: Arc<dyn Store>, shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, store: Arc<Store>, shutdown: watch::Receiver<bool>) {
         let sweep_every = (self.ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
         // Jobs of this process wake the worker; other instances' kick-offs (PostgreSQL) and
         // jobs whose worker died are found by looking.
@@ -140,7 +140,7 @@ impl Exports {
     }
 
     /// Write one job's files (see the module documentation for the steps).
-    async fn run_job(&self, store: &dyn Store, job: ExportJob, shutdown: &watch::Receiver<bool>) {
+    async fn run_job(&self, store: &Store, job: ExportJob, shutdown: &watch::Receiver<bool>) {
         let started = std::time::Instant::now();
         let partial = self.partial_dir(&job.id);
         let result = self.write_job(store, &job, &partial, shutdown).await;
@@ -217,7 +217,7 @@ impl Exports {
 
     async fn write_job(
         &self,
-        store: &dyn Store,
+        store: &Store,
         job: &ExportJob,
         partial: &Path,
         shutdown: &watch::Receiver<bool>,
@@ -283,7 +283,7 @@ impl Exports {
     /// Record progress and renew the lease; whether the job is still ours.
     async fn report(
         &self,
-        store: &dyn Store,
+        store: &Store,
         job: &ExportJob,
         progress: ExportProgress,
     ) -> Result<bool, JobError> {
@@ -296,7 +296,7 @@ impl Exports {
 
     /// Delete the files of jobs that expired, were cancelled or are unknown, and partial
     /// folders nobody is writing any more; forget job rows long expired.
-    pub async fn sweep(&self, store: &dyn Store) {
+    pub async fn sweep(&self, store: &Store) {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,

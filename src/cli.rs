@@ -1,25 +1,21 @@
-//! Commands: `serve` (the gateway), `sandbox` (a standalone SATUSEHAT look-alike), `map` and
-//! `validate` (the integrator's offline tools, same engine as the server), `facility add` /
-//! `facility revoke` and `operator add` (API keys), `client add` / `client revoke` (SMART
+//! Commands: `serve` (the gateway, assembled in [`crate::server`]), `sandbox` (a standalone
+//! SATUSEHAT look-alike), `map` and `validate` (the integrator's offline tools, same engine as
+//! the server), `facility add` / `facility revoke` / `facility webhook` (API keys and the
+//! facility's webhook), `operator add` (API keys), `client add` / `client revoke` (SMART
 //! Backend Services pull clients), and `dead-letters` (list, show, replay, discard).
 
-use crate::api::{self, AppState};
+use crate::api;
 use crate::config::Config;
-use crate::deliver::Forwarder;
-use crate::deliver::client::SatusehatClient;
 use crate::fhir::Severity;
 use crate::mapping::{Mappings, Sender};
 use crate::profile::{Context, Validator};
-use crate::sandbox::{self, Sandbox};
+use crate::sandbox;
 use crate::store::{Facility, Store, sha256_hex};
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
@@ -215,6 +211,11 @@ enum FacilityCommand {
         #[arg(long)]
         location: String,
     },
+    /// A facility's webhook: where gerbang sends what became of its records (signed events).
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
     /// Revoke one API key (--key), or every key of a facility (--id); it is refused at once.
     Revoke {
         /// The key to revoke.
@@ -223,6 +224,33 @@ enum FacilityCommand {
         /// Revoke every key of this facility.
         #[arg(long)]
         id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Register (or change) a facility's webhook; prints the signing secret once when gerbang
+    /// makes it.
+    Set {
+        /// The facility id.
+        #[arg(long)]
+        id: String,
+        /// Where events are POSTed, e.g. https://simpus.example/gerbang/events
+        #[arg(long)]
+        url: String,
+        /// A Standard Webhooks secret (whsec_…) the facility system already has; made when absent.
+        #[arg(long)]
+        secret: Option<String>,
+    },
+    /// Show where delivery to a facility's webhook stands (or every webhook without --id).
+    Show {
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Remove a facility's webhook (its events stay readable at GET /events).
+    Remove {
+        #[arg(long)]
+        id: String,
     },
 }
 
@@ -314,9 +342,9 @@ async fn run_async(config: Option<PathBuf>, command: Command) -> Result<()> {
             if let Some(u) = upstream {
                 cfg.upstream.base_url = Some(u);
             }
-            serve(cfg).await
+            crate::server::serve(cfg).await
         }
-        Command::Sandbox { listen } => run_sandbox(cfg, &listen).await,
+        Command::Sandbox { listen } => crate::server::run_sandbox(cfg, &listen).await,
         Command::Facility {
             command:
                 FacilityCommand::Add {
@@ -349,6 +377,9 @@ async fn run_async(config: Option<PathBuf>, command: Command) -> Result<()> {
         Command::Facility {
             command: FacilityCommand::Revoke { key, id },
         } => revoke_facility(cfg, key, id).await,
+        Command::Facility {
+            command: FacilityCommand::Webhook { command },
+        } => webhooks(cfg, command).await,
         Command::Client { command } => clients(cfg, command).await,
         Command::Map { .. } | Command::Validate { .. } | Command::Mappings { .. } => {
             unreachable!("handled without a runtime")
@@ -385,10 +416,7 @@ async fn dead_letters(cfg: Config, command: DeadLetterCommand) -> Result<()> {
         mappings: &mappings,
         validator: &validator,
     };
-    let actor = format!(
-        "operator:{}@cli",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    );
+    let actor = cli_actor();
     match command {
         DeadLetterCommand::List { selection, limit } => {
             let found = letters.list(&selection.filter()?, limit).await?;
@@ -475,6 +503,51 @@ async fn dead_letters(cfg: Config, command: DeadLetterCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn webhooks(cfg: Config, command: WebhookCommand) -> Result<()> {
+    use crate::webhooks::registry;
+    let store = cfg.open_store().await?;
+    let actor = cli_actor();
+    match command {
+        WebhookCommand::Set { id, url, secret } => {
+            let done = registry::register(&store, &id, &url, secret.as_deref(), &actor).await?;
+            println!("webhook of facility {id}: {}", done.webhook.url);
+            if let Some(secret) = done.new_secret {
+                println!("{secret}");
+                eprintln!(
+                    "This signing secret is shown once; give it to the facility system to verify webhook-signature."
+                );
+            }
+        }
+        WebhookCommand::Show { id } => {
+            let all = match id {
+                Some(id) => vec![
+                    store
+                        .webhook(&id)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("facility {id} has no webhook"))?,
+                ],
+                None => store.webhooks().await?,
+            };
+            for w in &all {
+                println!("{}", serde_json::to_string_pretty(&registry::view(w))?);
+            }
+        }
+        WebhookCommand::Remove { id } => {
+            registry::remove(&store, &id, &actor).await?;
+            println!("webhook of facility {id} removed");
+        }
+    }
+    Ok(())
+}
+
+/// The audit actor of a command run by hand.
+fn cli_actor() -> String {
+    format!(
+        "operator:{}@cli",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
 }
 
 async fn revoke_facility(cfg: Config, key: Option<String>, id: Option<String>) -> Result<()> {
@@ -696,240 +769,3 @@ fn mappings_test(config: &Option<PathBuf>, only: Option<&str>) -> Result<ExitCod
     })
 }
 
-async fn run_sandbox(cfg: Config, listen: &str) -> Result<()> {
-    crate::logging::init(&cfg.log.format, &cfg.log.level);
-    let validator = Arc::new(Validator::load(&cfg.profiles_dir)?);
-    let listener =
-        TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr()?;
-    let server = sandbox::server(Sandbox::new(cfg.sandbox.clone(), validator), listener)?;
-    println!("SATUSEHAT sandbox listening on http://{addr}");
-    let handle = server.handle();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        handle.stop(true).await;
-    });
-    server.await?;
-    Ok(())
-}
-
-async fn serve(mut cfg: Config) -> Result<()> {
-    crate::logging::init(&cfg.log.format, &cfg.log.level);
-    let t0 = Instant::now();
-    let mappings = Arc::new(
-        Mappings::load(&cfg.mappings_dir)
-            .with_context(|| format!("loading mappings from {}", cfg.mappings_dir.display()))?,
-    );
-    let t_map = t0.elapsed();
-    let validator = Arc::new(Validator::load(&cfg.profiles_dir)?);
-    tracing::info!(
-        record_types = mappings.record_types().count(),
-        rules = validator.rule_count(),
-        mappings_ms = t_map.as_millis() as u64,
-        profiles_ms = (t0.elapsed() - t_map).as_millis() as u64,
-        "mappings and profiles compiled"
-    );
-
-    let store: Arc<Store> = cfg.open_store().await?;
-    // One process owns a SQLite file: leases left by a crash can be taken back at once. With
-    // several gateways on PostgreSQL they expire instead.
-    if store.exclusive() {
-        let released = store.release_all_leases().await?;
-        if released > 0 {
-            tracing::info!(released, "resuming deliveries interrupted by the last stop");
-        }
-    }
-
-    // Upstream: SATUSEHAT, or the built-in sandbox.
-    let mut sandbox_server = None;
-    let base_url = match cfg.upstream.base_url() {
-        Some(url) => url,
-        None => {
-            let listener = TcpListener::bind("127.0.0.1:0")?;
-            let addr = listener.local_addr()?;
-            let server = sandbox::server(
-                Sandbox::new(cfg.sandbox.clone(), validator.clone()),
-                listener,
-            )?;
-            sandbox_server = Some(server.handle());
-            tokio::spawn(server);
-            for c in &cfg.sandbox.clients {
-                cfg.organizations
-                    .entry(c.organization_id.clone())
-                    .or_insert(crate::deliver::client::Credentials {
-                        client_id: c.client_id.clone(),
-                        client_secret: c.client_secret.clone(),
-                    });
-            }
-            let demo_key = ensure_demo_facility(store.as_ref(), &cfg.data_dir).await?;
-            println!("built-in SATUSEHAT sandbox on http://{addr}");
-            println!("demo facility API key: {demo_key}");
-            format!("http://{addr}")
-        }
-    };
-    tracing::info!(upstream = %base_url, "delivering to");
-
-    let client = Arc::new(SatusehatClient::new(
-        &base_url,
-        cfg.organizations.clone(),
-        Duration::from_secs(cfg.upstream.timeout_secs),
-    )?);
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let forwarder = Arc::new(Forwarder {
-        store: store.clone(),
-        client,
-        policy: cfg.deliver.retry.clone(),
-        owner: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
-        concurrency: cfg.deliver.concurrency.max(1),
-        lease: cfg.delivery_lease(),
-        wake: wake.clone(),
-        flow: crate::deliver::breaker::FlowControl::new(
-            cfg.deliver.breaker.clone(),
-            cfg.deliver.per_organization,
-        ),
-    });
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let forwarder_task = tokio::spawn(forwarder.run(stop_rx.clone()));
-    // Bulk Data export: one worker per process runs the jobs and deletes expired files;
-    // stops with the forwarder (a running job is handed back for the next start).
-    let exports = Arc::new(crate::pull::export::Exports::new(
-        &cfg.export,
-        &cfg.data_dir,
-        format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
-    ));
-    let export_task = tokio::spawn(exports.clone().run(store.clone(), stop_rx.clone()));
-    // Retention: prune delivered payloads in the background; stops with the forwarder.
-    let retention_task = crate::store::retention::Retention::from_secs(
-        cfg.store.retention_secs,
-        cfg.store.prune_interval_secs,
-    )
-    .map(|r| tokio::spawn(r.run(store.clone(), stop_rx)));
-
-    let limits = Arc::new(api::limits::Limits::new(&cfg.limits));
-    let metrics = metrics_recorder()?;
-    // Housekeeping of in-memory state: histogram windows, idle rate-limit buckets.
-    {
-        let (metrics, limits) = (metrics.clone(), limits.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
-            loop {
-                tick.tick().await;
-                metrics.run_upkeep();
-                limits.forget_idle();
-            }
-        });
-    }
-    let state = actix_web::web::Data::new(AppState {
-        mappings,
-        validator,
-        store,
-        wake,
-        max_body_bytes: cfg.ingest.max_body_bytes,
-        auth: cfg.auth.clone(),
-        limits: limits.clone(),
-        metrics: Some(metrics),
-        exports,
-    });
-    let listener = TcpListener::bind(&cfg.listen)
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let addr = listener.local_addr()?;
-    let server = actix_web::HttpServer::new(move || {
-        actix_web::App::new()
-            .wrap(actix_web::middleware::from_fn(api::limits::middleware))
-            .wrap(actix_web::middleware::from_fn(api::request_id::middleware))
-            .configure(api::configure(state.clone()))
-    })
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    println!("gerbang listening on http://{addr}");
-    tracing::info!(listen = %addr, "gerbang ready");
-
-    let handle = server.handle();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        handle.stop(true).await;
-    });
-    server.await?;
-    let _ = stop_tx.send(true);
-    let _ = forwarder_task.await;
-    let _ = export_task.await;
-    if let Some(t) = retention_task {
-        let _ = t.await;
-    }
-    if let Some(h) = sandbox_server {
-        h.stop(true).await;
-    }
-    Ok(())
-}
-
-/// The process-wide metrics recorder, rendered at `/metrics`. Delivery latency is a
-/// histogram with buckets from 50 ms (loopback) to 2 minutes (a slow upstream with retries
-/// inside one attempt), so alerting can use quantiles across instances.
-fn metrics_recorder() -> Result<metrics_exporter_prometheus::PrometheusHandle> {
-    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-    Ok(PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full("gerbang_delivery_latency_seconds".into()),
-            &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0],
-        )?
-        .install_recorder()?)
-}
-
-/// The demo facility of the zero-configuration setup, and its key (kept in the data folder
-/// so it stays the same across restarts).
-async fn ensure_demo_facility(store: &Store, data_dir: &Path) -> Result<String> {
-    let path = data_dir.join("demo-facility.key");
-    let key = match std::fs::read_to_string(&path) {
-        Ok(k) if !k.trim().is_empty() => k.trim().to_string(),
-        _ => {
-            let k = api::auth::new_api_key();
-            std::fs::create_dir_all(data_dir)?;
-            std::fs::write(&path, &k)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-            }
-            k
-        }
-    };
-    let facility = Facility {
-        id: "demo-posyandu".into(),
-        name: "Posyandu Melati 07 (demo)".into(),
-        organization_id: sandbox::DEMO_ORGANIZATION.into(),
-        location_id: sandbox::demo_location(),
-    };
-    store
-        .add_facility_key(
-            &facility,
-            &sha256_hex(key.as_bytes()),
-            crate::time::now_millis(),
-        )
-        .await?;
-    Ok(key)
-}
-
-fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "gerbang".into())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}

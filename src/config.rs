@@ -33,6 +33,7 @@ pub struct Config {
     pub limits: crate::api::limits::LimitsConfig,
     /// Bulk Data export files: how long they live, where they go: `[export]`.
     pub export: crate::pull::export::ExportConfig,
+    pub webhooks: crate::webhooks::dispatch::WebhookPolicy,
     pub log: LogConfig,
     /// The built-in sandbox, used when `upstream.environment = "sandbox"`.
     pub sandbox: SandboxConfig,
@@ -120,6 +121,9 @@ impl Default for StoreConfig {
     }
 }
 
+/// The delivery lease unless configured (`deliver.lease_secs = 0`).
+pub const DEFAULT_LEASE_SECS: u64 = 30;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeliverConfig {
@@ -197,6 +201,7 @@ impl Default for Config {
             auth: Default::default(),
             limits: Default::default(),
             export: Default::default(),
+            webhooks: Default::default(),
             log: LogConfig::default(),
             sandbox: SandboxConfig::default(),
         }
@@ -234,11 +239,10 @@ impl Config {
     /// Settings that parse but cannot work together.
     fn check(&self) -> anyhow::Result<()> {
         let lease = self.deliver.lease_secs;
-        if lease != 0 && lease <= self.upstream.timeout_secs {
+        if lease != 0 && lease < 3 {
             anyhow::bail!(
-                "invalid configuration: deliver.lease_secs ({lease}) must exceed upstream.timeout_secs ({}), \
-                 or a slow attempt would be taken over while it is still running; 0 derives it",
-                self.upstream.timeout_secs
+                "invalid configuration: deliver.lease_secs ({lease}) must be at least 3: a lease is renewed every third of it \
+                 while an attempt runs (0 takes the default, {DEFAULT_LEASE_SECS})"
             );
         }
         if self.store.prune_interval_secs == 0 {
@@ -264,9 +268,12 @@ impl Config {
     }
 
     /// How long a forwarder's lease on a record lasts (see `deliver.lease_secs`).
+    /// How long a delivery lease lasts without renewal: how soon a killed instance's work
+    /// moves to another. The forwarder renews it every third of it while an attempt runs, so
+    /// it need not outlast the slowest attempt.
     pub fn delivery_lease(&self) -> std::time::Duration {
         std::time::Duration::from_secs(match self.deliver.lease_secs {
-            0 => self.upstream.timeout_secs * 5 + 30,
+            0 => DEFAULT_LEASE_SECS,
             n => n,
         })
     }

@@ -6,7 +6,9 @@
 //!
 //! One implementation for the admin API and the CLI. A replayed record keeps its receipt and
 //! its deterministic resource identifiers: SATUSEHAT recognises anything it already holds
-//! (20002) instead of creating it twice.
+//! (20002) instead of creating it twice. A replay maps and sends for the facility's
+//! organization as registered *now*: an operator who fixed a facility's organization
+//! replays its dead letters under the fixed one. A dead cancellation is sent again as it was.
 
 use crate::fhir::Outcome;
 use crate::mapping::{Mappings, Sender};
@@ -122,18 +124,57 @@ impl DeadLetters<'_> {
     /// refuses the requeue and the error says what it is now).
     async fn replay_dead(&self, receipt: Receipt, actor: &str) -> Result<Receipt, DeadLetterError> {
         let receipt_id = receipt.id.as_str();
-        let payload = self
-            .store
-            .payload(receipt_id)
-            .await?
-            .ok_or_else(|| DeadLetterError::Pruned(receipt_id.to_string()))?;
         let facility = self
             .store
             .facility(&receipt.facility_id)
             .await?
             .ok_or_else(|| DeadLetterError::UnknownFacility(receipt.facility_id.clone()))?;
+        // A cancellation that SATUSEHAT refused has nothing to re-map.
+        let bundle = match receipt.sending_revision {
+            Some(_) => Some(self.remap(&receipt, &facility).await?),
+            None => None,
+        };
+        let now = now_millis();
+        if !self
+            .store
+            .requeue(receipt_id, bundle.as_ref(), &facility.organization_id, now)
+            .await?
+        {
+            // Replayed or discarded by someone else meanwhile.
+            return Err(self.not_dead(receipt_id, "replayed").await);
+        }
+        self.store
+            .audit(AuditEvent {
+                at: now,
+                actor: actor.to_string(),
+                action: "replay".into(),
+                receipt_id: Some(receipt_id.to_string()),
+                organization_id: Some(facility.organization_id.clone()),
+                detail: (facility.organization_id != receipt.organization_id).then(|| {
+                    format!("organization {} (was {})", facility.organization_id, receipt.organization_id)
+                }),
+            })
+            .await?;
+        self.store
+            .receipt(receipt_id)
+            .await?
+            .ok_or_else(|| DeadLetterError::NotFound(receipt_id.to_string()))
+    }
+
+    /// The newest revision mapped again with the current mappings, for the facility as it is
+    /// registered now, and validated.
+    async fn remap(
+        &self,
+        receipt: &Receipt,
+        facility: &crate::store::Facility,
+    ) -> Result<serde_json::Value, DeadLetterError> {
+        let payload = self
+            .store
+            .payload(&receipt.id)
+            .await?
+            .ok_or_else(|| DeadLetterError::Pruned(receipt.id.clone()))?;
         let sender = Sender {
-            organization_id: &receipt.organization_id,
+            organization_id: &facility.organization_id,
             location_id: &facility.location_id,
         };
         let mapped = self
@@ -154,32 +195,14 @@ impl DeadLetters<'_> {
         let validation = self.validator.validate(
             &mapped.bundle,
             &Context {
-                organization_id: Some(&receipt.organization_id),
+                organization_id: Some(&facility.organization_id),
                 now: chrono::Utc::now(),
             },
         );
         if validation.has_errors() {
             return Err(DeadLetterError::StillInvalid(validation));
         }
-        let now = now_millis();
-        if !self.store.requeue(receipt_id, &mapped.bundle, now).await? {
-            // Replayed or discarded by someone else meanwhile.
-            return Err(self.not_dead(receipt_id, "replayed").await);
-        }
-        self.store
-            .audit(AuditEvent {
-                at: now,
-                actor: actor.to_string(),
-                action: "replay".into(),
-                receipt_id: Some(receipt_id.to_string()),
-                organization_id: Some(receipt.organization_id.clone()),
-                detail: None,
-            })
-            .await?;
-        self.store
-            .receipt(receipt_id)
-            .await?
-            .ok_or_else(|| DeadLetterError::NotFound(receipt_id.to_string()))
+        Ok(mapped.bundle)
     }
 
     /// Replay every dead letter matching `filter`; one that still fails does not stop the rest.

@@ -10,19 +10,44 @@ pub struct RecordAccepted<'a> {
     pub record_type: &'a str,
     pub receipt_id: &'a str,
     pub organization_id: &'a str,
+    /// 1 for a new record; more for a correction.
+    pub revision: i64,
     pub warnings: usize,
 }
 
 impl RecordAccepted<'_> {
     pub fn emit(self) {
+        let result = if self.revision > 1 { "corrected" } else { "accepted" };
         info!(
             record_type = self.record_type,
             receipt = self.receipt_id,
             organization = self.organization_id,
+            revision = self.revision,
             warnings = self.warnings,
-            "record accepted"
+            "record {result}"
         );
-        counter!("gerbang_ingest_total", "record_type" => self.record_type.to_string(), "result" => "accepted").increment(1);
+        counter!("gerbang_ingest_total", "record_type" => self.record_type.to_string(), "result" => result).increment(1);
+    }
+}
+
+/// A facility cancelled a record (`again`: it was cancelled before; nothing changed).
+pub struct RecordCancelled<'a> {
+    pub record_type: &'a str,
+    pub receipt_id: &'a str,
+    pub again: bool,
+}
+
+impl RecordCancelled<'_> {
+    pub fn emit(self) {
+        info!(
+            record_type = self.record_type,
+            receipt = self.receipt_id,
+            again = self.again,
+            "record cancelled"
+        );
+        if !self.again {
+            counter!("gerbang_cancelled_total", "record_type" => self.record_type.to_string()).increment(1);
+        }
     }
 }
 
@@ -134,6 +159,30 @@ impl LeaseLost<'_> {
     }
 }
 
+/// The store failed under the forwarder (a full disk, the database away); it waits
+/// `retry_in` before it tries again.
+pub struct StoreTrouble<'a> {
+    /// lease | heartbeat | complete | webhooks
+    pub stage: &'static str,
+    pub error: &'a str,
+    /// Failed rounds in a row.
+    pub failures: u32,
+    pub retry_in: std::time::Duration,
+}
+
+impl StoreTrouble<'_> {
+    pub fn emit(self) {
+        tracing::error!(
+            stage = self.stage,
+            error = self.error,
+            failures = self.failures,
+            retry_in_ms = self.retry_in.as_millis() as u64,
+            "the store failed; backing off"
+        );
+        counter!("gerbang_store_failures_total", "stage" => self.stage).increment(1);
+    }
+}
+
 pub struct QueueDepth {
     pub status: &'static str,
     pub count: u64,
@@ -209,5 +258,57 @@ impl PruneFailed<'_> {
             error = self.error,
             "cannot prune payloads; trying again at the next interval"
         );
+    }
+}
+
+/// A facility's webhook acknowledged an event.
+pub struct WebhookSent<'a> {
+    pub facility_id: &'a str,
+    pub event_type: &'a str,
+    pub took_ms: u64,
+}
+
+impl WebhookSent<'_> {
+    pub fn emit(self) {
+        debug!(facility = self.facility_id, event = self.event_type, took_ms = self.took_ms, "webhook event sent");
+        counter!("gerbang_webhook_events_total", "result" => "sent").increment(1);
+    }
+}
+
+/// A facility's webhook did not acknowledge an event; it is sent again after `retry_in`.
+pub struct WebhookFailed<'a> {
+    pub facility_id: &'a str,
+    pub http_status: Option<u16>,
+    pub attempts: i64,
+    pub retry_in: std::time::Duration,
+    pub error: &'a str,
+}
+
+impl WebhookFailed<'_> {
+    pub fn emit(self) {
+        warn!(
+            facility = self.facility_id,
+            http_status = self.http_status.unwrap_or(0),
+            attempts = self.attempts,
+            retry_in_ms = self.retry_in.as_millis() as u64,
+            error = self.error,
+            "webhook failed; will retry"
+        );
+        counter!("gerbang_webhook_events_total", "result" => "retry").increment(1);
+    }
+}
+
+/// An event failed at a facility's webhook for longer than the retry budget: given up (it
+/// stays in `GET /events`).
+pub struct WebhookGaveUp<'a> {
+    pub facility_id: &'a str,
+    pub event_type: &'a str,
+    pub error: &'a str,
+}
+
+impl WebhookGaveUp<'_> {
+    pub fn emit(self) {
+        warn!(facility = self.facility_id, event = self.event_type, error = self.error, "webhook event given up after its retry budget");
+        counter!("gerbang_webhook_events_total", "result" => "given_up").increment(1);
     }
 }

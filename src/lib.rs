@@ -18,6 +18,8 @@ pub mod mapping;
 pub mod profile;
 pub mod pull;
 pub mod sandbox;
+pub mod server;
 pub mod store;
 pub mod terminology;
 pub mod time;
+pub mod webhooks;

@@ -8,6 +8,9 @@
 //! | `POST /admin/dead-letters/replay` | the same for every dead letter matching a JSON filter body |
 //! | `POST /admin/dead-letters/{id}/discard` | give up on one, `{"reason": "…"}` required |
 //! | `GET /admin/audit?actor=&action=&receipt_id=&organization_id=&since=&limit=` | who did what |
+//! | `PUT /admin/facilities/{id}/webhook` | register or change a facility's webhook `{"url", "secret"?}` |
+//! | `GET`, `DELETE /admin/facilities/{id}/webhook` | its delivery state; remove it |
+//! | `GET /admin/webhooks` | every webhook and its delivery state |
 
 use super::error::ApiError;
 use super::{AppState, auth, receipts};
@@ -15,6 +18,7 @@ use crate::dead_letters::{DeadLetterError, DeadLetters, Inspection};
 use crate::fhir::{IssueCode, Outcome};
 use crate::store::{AuditFilter, Receipt, ReceiptFilter};
 use crate::time::millis_to_utc;
+use crate::webhooks::registry::{self, WebhookError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -282,4 +286,84 @@ fn error(e: DeadLetterError) -> ApiError {
         DeadLetterError::Store(err) => return ApiError::unavailable(err),
     };
     ApiError::one(status, code, e.to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookBody {
+    url: String,
+    /// A Standard Webhooks secret (`whsec_…`); gerbang makes one when absent.
+    secret: Option<String>,
+}
+
+fn webhook_error(e: WebhookError) -> ApiError {
+    let status = match &e {
+        WebhookError::UnknownFacility(_) | WebhookError::NoWebhook(_) => StatusCode::NOT_FOUND,
+        WebhookError::BadUrl(_) | WebhookError::BadSecret(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        WebhookError::Store(err) => return ApiError::unavailable(err),
+    };
+    ApiError::one(status, IssueCode::Value, e.to_string())
+}
+
+/// `PUT /admin/facilities/{id}/webhook` `{"url": …, "secret"?: …}`: register or change a
+/// facility's webhook. A secret gerbang made is in the answer, once.
+pub async fn set_webhook(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<WebhookBody>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = auth::operator(&req, &state).await?;
+    let done = registry::register(
+        &state.store,
+        &path,
+        &body.url,
+        body.secret.as_deref(),
+        &actor,
+    )
+    .await
+    .map_err(webhook_error)?;
+    let mut v = registry::view(&done.webhook);
+    if let Some(secret) = done.new_secret {
+        v["secret"] = json!(secret);
+    }
+    Ok(HttpResponse::Ok().json(v))
+}
+
+pub async fn get_webhook(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    auth::operator(&req, &state).await?;
+    let w = state
+        .store
+        .webhook(&path)
+        .await
+        .map_err(ApiError::unavailable)?
+        .ok_or_else(|| webhook_error(WebhookError::NoWebhook(path.to_string())))?;
+    Ok(HttpResponse::Ok().json(registry::view(&w)))
+}
+
+pub async fn remove_webhook(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = auth::operator(&req, &state).await?;
+    registry::remove(&state.store, &path, &actor)
+        .await
+        .map_err(webhook_error)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /admin/webhooks`: every facility's webhook and where its delivery stands.
+pub async fn webhooks(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    auth::operator(&req, &state).await?;
+    let all = state.store.webhooks().await.map_err(ApiError::unavailable)?;
+    let items: Vec<Value> = all.iter().map(registry::view).collect();
+    Ok(HttpResponse::Ok().json(json!({"count": items.len(), "webhooks": items})))
 }

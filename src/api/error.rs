@@ -12,7 +12,12 @@ pub struct ApiError {
     pub outcome: Outcome,
     /// A `WWW-Authenticate` challenge to send with the answer (401/403 on bearer tokens).
     pub www_authenticate: Option<String>,
+    /// `Retry-After` (seconds), for an answer that asks the client to come back later.
+    pub retry_after: Option<u64>,
 }
+
+/// What a client is asked to wait after a 503 from a failing store.
+pub const STORE_RETRY_AFTER_SECS: u64 = 30;
 
 impl ApiError {
     pub fn new(status: StatusCode, outcome: Outcome) -> Self {
@@ -20,6 +25,7 @@ impl ApiError {
             status,
             outcome,
             www_authenticate: None,
+            retry_after: None,
         }
     }
     pub fn one(status: StatusCode, code: IssueCode, text: impl Into<String>) -> Self {
@@ -27,6 +33,7 @@ impl ApiError {
             status,
             outcome: Outcome::one(Issue::error(code, text)),
             www_authenticate: None,
+            retry_after: None,
         }
     }
     /// The same answer with a `WWW-Authenticate` challenge (RFC 6750).
@@ -39,11 +46,16 @@ impl ApiError {
     /// says what matters: the record is not acknowledged, the client keeps it and sends again.
     pub fn unavailable(e: impl fmt::Display) -> Self {
         tracing::error!(error = %e, "store unavailable");
-        Self::one(
+        let mut err = Self::one(
             StatusCode::SERVICE_UNAVAILABLE,
             IssueCode::Transient,
-            "gerbang cannot reach its store right now, so this request was not completed; a pushed record was NOT accepted. Send the request again later.",
-        )
+            format!(
+                "gerbang cannot use its store right now (a full disk, or the database away), so this request was not completed; \
+                 a pushed record was NOT accepted. Send the request again in {STORE_RETRY_AFTER_SECS} seconds."
+            ),
+        );
+        err.retry_after = Some(STORE_RETRY_AFTER_SECS);
+        err
     }
 }
 
@@ -70,6 +82,12 @@ impl ResponseError for ApiError {
             response
                 .headers_mut()
                 .insert(actix_web::http::header::WWW_AUTHENTICATE, value);
+        }
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from(secs),
+            );
         }
         response
     }

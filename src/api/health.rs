@@ -1,6 +1,8 @@
-//! Liveness (the process answers) and readiness (the store answers).
+//! Liveness (the process answers) and readiness (the store can write: a real write per
+//! probe, so a full disk or a read-only database shows as not ready, with `Retry-After`).
 
 use super::AppState;
+use super::error::STORE_RETRY_AFTER_SECS;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
@@ -9,6 +11,15 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let unavailable = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, "not ready: the store cannot {what}");
+        HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", STORE_RETRY_AFTER_SECS.to_string()))
+            .json(json!({"status": format!("store cannot {what}"), "error": e.to_string()}))
+    };
+    if let Err(e) = state.store.probe_write(&state.instance).await {
+        return unavailable("write", &e);
+    }
     match state.store.counts().await {
         Ok(counts) => {
             let queue: serde_json::Map<String, serde_json::Value> = counts
@@ -17,6 +28,6 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                 .collect();
             HttpResponse::Ok().json(json!({"status": "ready", "receipts": queue}))
         }
-        Err(_) => HttpResponse::ServiceUnavailable().json(json!({"status": "store unavailable"})),
+        Err(e) => unavailable("read", &e),
     }
 }

@@ -3,12 +3,14 @@
 //!
 //! | endpoint | for |
 //! |---|---|
-//! | `POST /ingest/{record-type}` | facility systems push a record (API key) |
-//! | `GET /receipts/{id}` | the facility follows its record to SATUSEHAT |
+//! | `POST /ingest/{record-type}` | facility systems push a record, or a correction of one (API key) |
+//! | `DELETE /ingest/{record-type}/{local-id}` | the facility cancels a record |
+//! | `GET /receipts/{id}`, `GET /receipts` | the facility follows its records to SATUSEHAT ([`receipts`]) |
+//! | `GET /events` | what became of its records, as a feed |
 //! | `POST /fhir/$validate` | any FHIR R4 JSON (resource, Bundle, NDJSON, Parameters) → OperationOutcome |
 //! | `GET /healthz`, `GET /readyz` | liveness and readiness |
 //! | `GET /fhir/metadata`, `GET /openapi.json`, `GET /metrics` | what the server offers; Prometheus metrics |
-//! | `/admin/…` | operators: dead letters, audit ([`admin`]) |
+//! | `/admin/…` | operators: dead letters, audit, facilities' webhooks ([`admin`]) |
 //! | `POST /auth/token` | pull clients get an access token: SMART Backend Services ([`token`], [`auth`]) |
 //! | `GET /.well-known/smart-configuration` | where the token endpoint is and what it accepts (also under `/fhir`) |
 //! | `GET /fhir/Bundle`, `/fhir/$export`, `/fhir/$export-status/…`, `/fhir/$export-file/…` | pull clients: the `_since` feed and Bulk Data export ([`pull`]) |
@@ -17,6 +19,7 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod explain;
 pub mod health;
 pub mod ingest;
 pub mod limits;
@@ -51,6 +54,8 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Bulk Data export: the files' folder, their lifetime, the worker's wake-up.
     pub exports: Arc<crate::pull::export::Exports>,
+    /// This process's name (its readiness probe row).
+    pub instance: String,
 }
 
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
@@ -74,7 +79,13 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 .into()
             }))
             .route("/ingest/{record_type}", web::post().to(ingest::ingest))
+            .route(
+                "/ingest/{record_type}/{local_id}",
+                web::delete().to(ingest::cancel),
+            )
+            .route("/receipts", web::get().to(receipts::list))
             .route("/receipts/{id}", web::get().to(receipts::get))
+            .route("/events", web::get().to(receipts::events))
             .route("/fhir/$validate", web::post().to(validate::validate))
             .route(
                 "/fhir/{resource_type}/$validate",
@@ -95,6 +106,19 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             )
             .route("/admin/receipts/{id}", web::get().to(admin::inspect))
             .route("/admin/audit", web::get().to(admin::audit))
+            .route("/admin/webhooks", web::get().to(admin::webhooks))
+            .route(
+                "/admin/facilities/{id}/webhook",
+                web::get().to(admin::get_webhook),
+            )
+            .route(
+                "/admin/facilities/{id}/webhook",
+                web::put().to(admin::set_webhook),
+            )
+            .route(
+                "/admin/facilities/{id}/webhook",
+                web::delete().to(admin::remove_webhook),
+            )
             .route("/fhir/Bundle", web::get().to(pull::feed))
             .route("/fhir/$export", web::get().to(pull::export_system))
             .route(

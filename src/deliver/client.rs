@@ -148,9 +148,9 @@ impl FoundIds {
 }
 
 /// A created or existing resource upstream.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServerId {
-    #[serde(rename = "fullUrl", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "fullUrl", default, skip_serializing_if = "Option::is_none")]
     pub full_url: Option<String>,
     #[serde(rename = "resourceType")]
     pub resource_type: String,
@@ -366,6 +366,62 @@ impl SatusehatClient {
                 http_status: None,
                 retry_after: None,
             })
+    }
+
+    /// Update a resource SATUSEHAT holds: `PUT {Type}/{id}` with the id also in the body.
+    pub async fn put_resource(
+        &self,
+        org: &str,
+        resource_type: &str,
+        id: &str,
+        resource: &Value,
+    ) -> Result<(), CallError> {
+        let url = self.fhir_url(&format!("/{resource_type}/{id}"));
+        let mut body = resource.clone();
+        body["id"] = Value::String(id.to_string());
+        let what = format!("update of {resource_type}");
+        let resp = self
+            .send(
+                org,
+                |t| {
+                    self.http
+                        .put(&url)
+                        .bearer_auth(t)
+                        .header("Content-Type", "application/fhir+json")
+                        .header("Accept", "application/fhir+json")
+                        .json(&body)
+                },
+                &what,
+            )
+            .await?;
+        classify(resp, &what).await.map(|_| ())
+    }
+
+    /// Read a resource SATUSEHAT holds (`GET {Type}/{id}`); None if it has no such resource.
+    pub async fn read_resource(
+        &self,
+        org: &str,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<Value>, CallError> {
+        let url = self.fhir_url(&format!("/{resource_type}/{id}"));
+        let what = format!("read of {resource_type}");
+        let resp = self
+            .send(
+                org,
+                |t| {
+                    self.http
+                        .get(&url)
+                        .bearer_auth(t)
+                        .header("Accept", "application/fhir+json")
+                },
+                &what,
+            )
+            .await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        classify(resp, &what).await.map(Some)
     }
 
     /// POST a transaction Bundle; the ids SATUSEHAT gave each entry, in entry order.

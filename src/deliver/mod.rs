@@ -1,27 +1,37 @@
-//! Step 5 of a record's path: the forwarder. It leases due receipts from the store, resolves
-//! patients and health workers to SATUSEHAT ids, posts the transaction Bundle, and records
-//! how each attempt ended: delivered (with SATUSEHAT's ids), retry later (backoff with
+//! Step 5 of a record's path: the forwarder. It leases due receipts from the store, runs one
+//! attempt each ([`attempt`]: a revision delivered, a correction applied, a cancellation),
+//! and records how each ended: delivered (with SATUSEHAT's ids), retry later (backoff with
 //! jitter, Retry-After honoured), or dead letter (SATUSEHAT's OperationOutcome kept).
 //!
 //! Nothing is lost if the process dies at any point: a lease only borrows a receipt, and an
-//! expired lease makes it due again. Nothing is created twice upstream: resources carry
-//! deterministic identifiers, so a Bundle re-sent after a crash is answered with 20002
-//! (duplicate), which counts as delivered.
+//! expired lease makes it due again. Leases are short and renewed by a heartbeat while an
+//! attempt runs, so the work of a killed instance moves to another within about one lease.
+//! Nothing is created twice upstream: resources carry deterministic identifiers, so a Bundle
+//! re-sent after a crash is answered with 20002 (duplicate), and what SATUSEHAT holds is
+//! found by identifier.
+//!
+//! When the store fails (a full disk, a lost database), the forwarder backs off instead of
+//! spinning: each failed round waits longer, up to [`STORE_BACKOFF_MAX`].
 
+pub mod attempt;
 pub mod breaker;
 pub mod client;
+pub mod plan;
 pub mod policy;
 pub mod resolve;
 
 use crate::internal_events::{
     BreakerOpened, DeliveryRetried, LeaseLost, QueueDepth, RecordDeadLettered, RecordDelivered,
+    StoreTrouble,
 };
 use crate::store::{Completion, Lease, Store};
 use crate::time::now_millis;
-use client::{CallError, SatusehatClient, ServerId};
+use attempt::{Attempt, Done, Failure};
+use client::SatusehatClient;
 use policy::RetryPolicy;
-use serde_json::{Value, json};
-use std::sync::Arc;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
 
@@ -39,15 +49,22 @@ pub struct Forwarder {
     pub wake: Arc<Notify>,
     /// Per-organization concurrency cap and circuit breaker.
     pub flow: breaker::FlowControl,
+    /// The leases of the attempts under way (receipt → token), renewed by the heartbeat.
+    pub in_flight: Mutex<HashMap<String, String>>,
 }
 
 /// How long the forwarder sleeps when nothing is due and nothing wakes it.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
+/// The longest wait between two rounds while the store keeps failing.
+pub const STORE_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
 impl Forwarder {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.concurrency));
+        let heartbeat = tokio::spawn(self.clone().heartbeat(shutdown.clone()));
         let mut last_gauge = std::time::Instant::now() - Duration::from_secs(60);
+        let mut store_failures = 0u32;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -56,7 +73,30 @@ impl Forwarder {
                 self.report_depth().await;
                 last_gauge = std::time::Instant::now();
             }
-            let (leased, blocked_until) = self.lease_round(slots.available_permits()).await;
+            let (leased, blocked_until) = match self.lease_round(slots.available_permits()).await {
+                Ok(round) => {
+                    store_failures = 0;
+                    round
+                }
+                Err(e) => {
+                    // Back off: a store that fails now (full disk, database away) will not
+                    // be better in a millisecond, and every failure would be a log line.
+                    store_failures += 1;
+                    let wait = store_backoff(store_failures);
+                    StoreTrouble {
+                        stage: "lease",
+                        error: &e.to_string(),
+                        failures: store_failures,
+                        retry_in: wait,
+                    }
+                    .emit();
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            };
             let got_any = !leased.is_empty();
             for lease in leased {
                 let permit = slots
@@ -66,6 +106,10 @@ impl Forwarder {
                     .expect("semaphore is never closed");
                 let me = self.clone();
                 self.flow.started(&lease.organization_id);
+                self.in_flight
+                    .lock()
+                    .expect("in-flight leases")
+                    .insert(lease.receipt_id.clone(), lease.token.clone());
                 tokio::spawn(async move {
                     me.deliver(lease).await;
                     drop(permit);
@@ -90,24 +134,56 @@ impl Forwarder {
                 _ = slots.clone().acquire_owned(), if slots.available_permits() < self.concurrency => {}
             }
         }
+        heartbeat.abort();
+    }
+
+    /// Renew the leases of the attempts under way every third of a lease, so that a slow
+    /// attempt keeps its record and a killed instance's records move after one lease.
+    async fn heartbeat(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let every = self.lease / 3;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+            let leases: Vec<(String, String)> = self
+                .in_flight
+                .lock()
+                .expect("in-flight leases")
+                .iter()
+                .map(|(r, t)| (r.clone(), t.clone()))
+                .collect();
+            if leases.is_empty() {
+                continue;
+            }
+            if let Err(e) = self
+                .store
+                .renew_leases(leases, self.lease.as_millis() as i64)
+                .await
+            {
+                StoreTrouble {
+                    stage: "heartbeat",
+                    error: &e.to_string(),
+                    failures: 1,
+                    retry_in: every,
+                }
+                .emit();
+            }
+        }
     }
 
     /// Lease what may be sent now, organization by organization, within `free` global slots.
     /// Also returns when the earliest held-back organization may send again.
-    async fn lease_round(&self, mut free: usize) -> (Vec<Lease>, Option<std::time::Instant>) {
+    async fn lease_round(
+        &self,
+        mut free: usize,
+    ) -> crate::store::Result<(Vec<Lease>, Option<std::time::Instant>)> {
         let mut leased = Vec::new();
         let mut blocked_until: Option<std::time::Instant> = None;
         if free == 0 {
-            return (leased, None);
+            return Ok((leased, None));
         }
-        let now = now_millis();
-        let mut orgs = match self.store.due_organizations(now).await {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the queue");
-                return (leased, None);
-            }
-        };
+        let mut orgs = self.store.due_organizations().await?;
         // No organization always goes first.
         fastrand::shuffle(&mut orgs);
         for org in orgs {
@@ -127,26 +203,21 @@ impl Forwarder {
                 );
                 continue;
             }
-            match self
+            let l = self
                 .store
-                .lease_due(&self.owner, &org, now, self.lease.as_millis() as i64, n)
-                .await
-            {
-                Ok(l) => {
-                    free -= l.len();
-                    leased.extend(l);
-                }
-                Err(e) => tracing::error!(error = %e, "cannot lease from the store"),
-            }
+                .lease_due(&self.owner, &org, self.lease.as_millis() as i64, n, now_millis())
+                .await?;
+            free -= l.len();
+            leased.extend(l);
         }
-        (leased, blocked_until)
+        Ok((leased, blocked_until))
     }
 
     async fn idle_for(&self) -> Duration {
-        match self.store.next_due_at().await {
-            Ok(Some(t)) => Duration::from_millis(
-                (t - now_millis()).clamp(10, IDLE_POLL.as_millis() as i64) as u64,
-            ),
+        match self.store.next_due_in().await {
+            Ok(Some(ms)) => {
+                Duration::from_millis(ms.clamp(10, IDLE_POLL.as_millis() as i64) as u64)
+            }
             _ => IDLE_POLL,
         }
     }
@@ -167,7 +238,12 @@ impl Forwarder {
     pub async fn deliver(&self, lease: Lease) {
         let started = now_millis();
         let org = lease.organization_id.clone();
-        let result = self.attempt(&lease).await;
+        let result = Attempt {
+            client: &self.client,
+            store: &self.store,
+        }
+        .run(&lease)
+        .await;
         let health = match &result {
             Err(Failure::Retry { .. }) => breaker::Health::Failing,
             _ => breaker::Health::Up,
@@ -180,9 +256,14 @@ impl Forwarder {
             .emit();
         }
         let completion = match result {
-            Ok((ids, duplicate)) => Completion::Delivered {
-                server_ids: json!(ids),
+            Ok(Done {
+                server_ids,
                 duplicate,
+                changes,
+            }) => Completion::Delivered {
+                server_ids: json!(server_ids),
+                duplicate,
+                changes,
             },
             Err(Failure::Retry {
                 error,
@@ -207,7 +288,7 @@ impl Forwarder {
                 } else {
                     let delay = self.policy.delay(lease.attempts, retry_after);
                     Completion::Retry {
-                        next_attempt_at: now_millis() + delay.as_millis() as i64,
+                        delay_ms: delay.as_millis() as i64,
                         error,
                         http_status,
                     }
@@ -224,25 +305,40 @@ impl Forwarder {
             },
         };
         if !matches!(completion, Completion::Retry { .. }) {
-            self.client.found.forget(&lease.receipt_id);
+            self.client.found.forget(&format!(
+                "{}#{}",
+                lease.receipt_id,
+                lease.revision.map_or("cancel".to_string(), |r| r.to_string())
+            ));
         }
         let now = now_millis();
-        let held = match self
+        let held = self
             .store
             .complete(
                 &lease.receipt_id,
-                &self.owner,
+                &lease.token,
                 started,
                 now,
                 completion.clone(),
             )
-            .await
-        {
+            .await;
+        // From here the heartbeat must not keep the lease: if the result was not recorded,
+        // the lease expires and the record is attempted again (upstream de-duplication
+        // makes that safe).
+        self.in_flight
+            .lock()
+            .expect("in-flight leases")
+            .remove(&lease.receipt_id);
+        let held = match held {
             Ok(held) => held,
             Err(e) => {
-                // The lease will expire and the record will be attempted again; upstream
-                // de-duplication makes that safe.
-                tracing::error!(receipt = %lease.receipt_id, error = %e, "cannot record the delivery result");
+                StoreTrouble {
+                    stage: "complete",
+                    error: &e.to_string(),
+                    failures: 1,
+                    retry_in: self.lease,
+                }
+                .emit();
                 return;
             }
         };
@@ -263,7 +359,7 @@ impl Forwarder {
             }
             .emit(),
             Completion::Retry {
-                next_attempt_at,
+                delay_ms,
                 error,
                 http_status,
             } => DeliveryRetried {
@@ -271,7 +367,7 @@ impl Forwarder {
                 organization_id: &org,
                 attempts: lease.attempts,
                 http_status: *http_status,
-                retry_in_ms: next_attempt_at - now,
+                retry_in_ms: *delay_ms,
                 error,
             }
             .emit(),
@@ -293,113 +389,12 @@ impl Forwarder {
             }
         }
     }
-
-    async fn attempt(&self, lease: &Lease) -> Result<(Vec<ServerId>, bool), Failure> {
-        let org = &lease.organization_id;
-        let upstream = resolve::resolve(
-            &lease.bundle,
-            org,
-            &self.client,
-            self.store.as_ref(),
-            now_millis(),
-        )
-        .await
-        .map_err(|e| match e {
-            resolve::ResolveError::Call(c) => Failure::from(c),
-            resolve::ResolveError::Unknown { message, outcome } => Failure::Dead {
-                error: message,
-                outcome,
-                http_status: None,
-            },
-        })?;
-        let mut found = match self.client.found.recall(&lease.receipt_id) {
-            // An earlier attempt met 20002 and did not finish resolving it: carry on.
-            Some(found) => found,
-            None => match self.client.post_transaction(org, &upstream).await {
-                Ok(ids) => return Ok((ids, false)),
-                // Some or all of it was sent before (e.g. just before a crash, or another
-                // record created a shared resource).
-                Err(CallError::Rejected { outcome, .. }) if client::is_duplicate(&outcome) => {
-                    Vec::new()
-                }
-                Err(e) => return Err(Failure::from(e)),
-            },
-        };
-        // Find what SATUSEHAT has by identifier; if anything is missing, send only that,
-        // pointing at what exists. A look-up that failed (timeout, reset, 5xx) is no answer:
-        // try again later, rather than re-send what may exist and take its 20002 as a
-        // refusal — but remember what the other look-ups found, so the next attempt looks up
-        // only the rest.
-        let pending = resolve::without_known(&upstream, &known(&found));
-        let (more, failure) = resolve::by_identifier(&self.client, org, &pending).await;
-        self.client.found.remember(&lease.receipt_id, &more);
-        if let Some(e) = failure {
-            return Err(Failure::from(e));
-        }
-        found.extend(more);
-        let rest = resolve::without_known(&upstream, &known(&found));
-        if crate::fhir::entries(&rest).next().is_none() {
-            return Ok((found, true));
-        }
-        // If this answer is lost, the next attempt finds what it created by look-up.
-        let mut ids = self
-            .client
-            .post_transaction(org, &rest)
-            .await
-            .map_err(Failure::from)?;
-        ids.extend(found);
-        Ok((ids, true))
-    }
 }
 
-/// fullUrl → `Type/id` of resources SATUSEHAT holds.
-fn known(found: &[ServerId]) -> std::collections::HashMap<String, String> {
-    found
-        .iter()
-        .filter_map(|s| Some((s.full_url.clone()?, format!("{}/{}", s.resource_type, s.id))))
-        .collect()
-}
-
-enum Failure {
-    Retry {
-        error: String,
-        http_status: Option<u16>,
-        retry_after: Option<Duration>,
-    },
-    Dead {
-        error: String,
-        outcome: Value,
-        http_status: Option<u16>,
-    },
-}
-
-impl From<CallError> for Failure {
-    fn from(e: CallError) -> Self {
-        match e {
-            CallError::Transient {
-                message,
-                http_status,
-                retry_after,
-            } => Failure::Retry {
-                error: message,
-                http_status,
-                retry_after,
-            },
-            CallError::Rejected {
-                message,
-                http_status,
-                outcome,
-            } => Failure::Dead {
-                error: message,
-                outcome,
-                http_status: Some(http_status),
-            },
-            // Missing credentials are the operator's to fix; the record waits.
-            CallError::Config(message) => Failure::Retry {
-                error: message,
-                http_status: None,
-                retry_after: Some(Duration::from_secs(300)),
-            },
-        }
-    }
+/// How long to wait after `failures` failed rounds in a row: 0.5 s doubling, at most
+/// [`STORE_BACKOFF_MAX`].
+fn store_backoff(failures: u32) -> Duration {
+    Duration::from_millis(500)
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(10)))
+        .min(STORE_BACKOFF_MAX)
 }

@@ -140,7 +140,7 @@ pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 /// One delivered Bundle as a search entry: the stored Bundle with the receipt id as its id and
 /// the delivery time as `meta.lastUpdated`.
 fn feed_entry(item: FeedItem) -> Value {
-    let mut bundle = item.bundle;
+    let mut bundle = crate::pull::held_bundle(&item).into_owned();
     if let Some(map) = bundle.as_object_mut() {
         let mut out = serde_json::Map::with_capacity(map.len() + 2);
         out.insert("resourceType".into(), json!("Bundle"));
@@ -686,6 +686,7 @@ mod tests {
             record_type: "posyandu.balita".into(),
             delivered_at: 1_700_000_000_123,
             bundle: json!({"resourceType": "Bundle", "type": "transaction", "entry": []}),
+            cancelled: false,
         });
         assert_eq!(
             serde_json::to_string(&e["resource"]).unwrap(),

@@ -396,7 +396,7 @@ impl Files {
     fn write_page(&mut self, page: &[FeedItem]) -> std::io::Result<u64> {
         let mut written = 0;
         for item in page {
-            for r in super::resources(&item.bundle) {
+            for r in super::resources(&super::held_bundle(item)) {
                 if !self.types.is_empty() && !self.types.contains(&r.resource_type) {
                     continue;
                 }

@@ -55,6 +55,29 @@ pub struct Exported {
 }
 
 /// The resources of a stored transaction Bundle, in entry order.
+/// The Bundle of a feed item as SATUSEHAT now holds it: for a cancelled record, each resource
+/// the record owns is entered-in-error (look-ups and shared resources are not the record's).
+pub fn held_bundle(item: &crate::store::FeedItem) -> std::borrow::Cow<'_, Value> {
+    if !item.cancelled {
+        return std::borrow::Cow::Borrowed(&item.bundle);
+    }
+    let mut bundle = item.bundle.clone();
+    if let Some(entries) = bundle.get_mut("entry").and_then(Value::as_array_mut) {
+        for entry in entries {
+            if entry.pointer("/request/ifNoneExist").is_some() {
+                continue;
+            }
+            if let Some(retired) = entry
+                .get("resource")
+                .and_then(crate::deliver::plan::entered_in_error)
+            {
+                entry["resource"] = retired;
+            }
+        }
+    }
+    std::borrow::Cow::Owned(bundle)
+}
+
 pub fn resources(bundle: &Value) -> Vec<Exported> {
     // Each entry's id, and urn:uuid fullUrl → `Type/id`.
     let mut ids: Vec<Option<String>> = Vec::new();

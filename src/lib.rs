@@ -21,3 +21,4 @@ pub mod sandbox;
 pub mod store;
 pub mod terminology;
 pub mod time;
+pub mod webhooks;

@@ -10,6 +10,7 @@
 
 pub mod breaker;
 pub mod client;
+pub mod plan;
 pub mod policy;
 pub mod resolve;
 

@@ -11,6 +11,7 @@ pub mod adapter;
 pub mod harness;
 pub mod input;
 pub mod jq;
+pub mod provenance;
 
 use crate::fhir::{Issue, IssueCode, Outcome};
 use crate::terminology::CodeTables;

@@ -211,3 +211,26 @@ impl MessageBody for Broken {
         ))))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_new_faults_default_off_and_are_checked() {
+        let f: Faults = serde_json::from_str("{}").unwrap();
+        assert_eq!(f.search_delay_ms, 0);
+        assert!(!f.keep_first_entry_on_refusal);
+        let f: Faults = serde_json::from_str(
+            r#"{"search_delay_ms": 3600000, "keep_first_entry_on_refusal": true}"#,
+        )
+        .unwrap();
+        assert!(f.check().is_ok());
+        let too_long = Faults {
+            search_delay_ms: MAX_SEARCH_DELAY_MS + 1,
+            ..Faults::default()
+        };
+        assert!(too_long.check().unwrap_err().contains("search_delay_ms"));
+        assert!(serde_json::from_str::<Faults>(r#"{"search_delay": 1}"#).is_err());
+    }
+}

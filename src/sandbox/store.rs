@@ -170,3 +170,81 @@ pub(super) fn unknown_references(
     }
     missing
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(value: &str) -> Value {
+        json!({"resourceType": "Observation", "status": "final",
+            "meta": {"profile": ["https://example.org/p"], "versionId": "9"},
+            "identifier": [{"system": "s", "value": value}]})
+    }
+
+    #[test]
+    fn updates_keep_every_version_and_move_the_index() {
+        let mut r = Resources::default();
+        r.create("Observation", "o1", obs("a"), "2026-01-01T00:00:00+00:00");
+        let v1 = r.get("Observation", "o1").unwrap().current().clone();
+        assert_eq!(v1["id"], "o1");
+        assert_eq!(v1["meta"]["versionId"], "1", "the server sets the version");
+        assert_eq!(v1["meta"]["profile"][0], "https://example.org/p");
+        assert!(r.get("Encounter", "o1").is_none());
+
+        let v2 = r
+            .update("Observation", "o1", obs("b"), "2026-01-02T00:00:00+00:00")
+            .unwrap()
+            .clone();
+        assert_eq!(v2["meta"]["versionId"], "2");
+        assert_eq!(v2["meta"]["lastUpdated"], "2026-01-02T00:00:00+00:00");
+        let stored = r.get("Observation", "o1").unwrap();
+        assert_eq!(stored.versions.len(), 2);
+        assert_eq!(stored.version("1"), Some(&v1));
+        assert_eq!(stored.version("2"), Some(&v2));
+        assert!(stored.version("0").is_none() && stored.version("3").is_none());
+        assert_eq!(r.holder("Observation", "s|a"), None);
+        assert_eq!(r.holder("Observation", "s|b"), Some("o1"));
+        assert!(r.update("Encounter", "o1", obs("c"), "x").is_none());
+    }
+
+    #[test]
+    fn search_lags_by_the_delay_given_but_the_duplicate_check_does_not() {
+        let mut r = Resources::default();
+        r.create("Observation", "o1", obs("a"), "2026-01-01T00:00:00+00:00");
+        let hour = Duration::from_secs(3600);
+        assert!(r.find("Observation", "s|a", hour).is_none());
+        assert_eq!(r.holder("Observation", "s|a"), Some("o1"));
+        assert_eq!(
+            r.find("Observation", "s|a", Duration::ZERO).unwrap()["id"],
+            "o1"
+        );
+        assert!(r.find("Encounter", "s|a", Duration::ZERO).is_none());
+    }
+
+    #[test]
+    fn references_must_name_what_the_sandbox_knows() {
+        let mut r = Resources::default();
+        r.create("Encounter", "e1", json!({"resourceType": "Encounter"}), "t");
+        let resource = json!({"resourceType": "Observation",
+            "subject": {"reference": "Patient/P00000000001"},
+            "performer": [{"reference": "Practitioner/100000000001"}, {"reference": "Organization/1000000001"}],
+            "encounter": {"reference": "Encounter/e1"},
+            "basedOn": [{"reference": "Location/anything"}, {"reference": "#contained"}]});
+        let none = unknown_references(&r, "1000000001", &resource, "Observation", &|_| false);
+        assert!(none.is_empty(), "{none:?}");
+
+        let bad = json!({"resourceType": "Observation",
+            "subject": {"reference": "Patient/123"},
+            "performer": [{"reference": "Practitioner/P00000000001"}, {"reference": "Organization/999"}],
+            "encounter": {"reference": "Observation/e1"},
+            "hasMember": [{"reference": "urn:uuid:0b6c4b0e-1111-4c6f-9c3e-000000000000"}]});
+        let missing = unknown_references(&r, "1000000001", &bad, "Observation", &|_| false);
+        assert_eq!(missing.issues.len(), 5, "{missing:?}");
+        assert!(missing.issues.iter().all(|i| i.rule == Some(20007)));
+        // A urn:uuid the request itself resolves is fine.
+        let local = unknown_references(&r, "1000000001", &bad, "Observation", &|u| {
+            u.starts_with("urn:uuid:")
+        });
+        assert_eq!(local.issues.len(), 4);
+    }
+}

@@ -230,14 +230,16 @@ fn outcome_response(status: StatusCode, outcome: &Outcome) -> HttpResponse {
         .json(outcome.to_operation_outcome())
 }
 
-/// 404 for `rt/id` (or one of its versions), in SATUSEHAT's words.
-fn not_found(what: &str) -> HttpResponse {
-    outcome_response(
-        StatusCode::NOT_FOUND,
-        &Outcome::one(
-            Issue::error(IssueCode::NotFound, format!("Resource not found {what}")).rule(20007),
-        ),
+/// SATUSEHAT's words for an unknown `Type/id` (or one of its versions).
+fn not_found_outcome(what: &str) -> Outcome {
+    Outcome::one(
+        Issue::error(IssueCode::NotFound, format!("Resource not found {what}")).rule(20007),
     )
+}
+
+/// 404 for `what`, see [`not_found_outcome`].
+fn not_found(what: &str) -> HttpResponse {
+    outcome_response(StatusCode::NOT_FOUND, &not_found_outcome(what))
 }
 
 /// One stored version, with its version as a weak ETag, as FHIR servers answer reads and
@@ -742,11 +744,11 @@ fn refuse(sb: &Sandbox, org: &str, bundle: Option<&Value>, outcome: Outcome) -> 
             .keep_first_entry_on_refusal;
     let mut state = sb.state.lock().expect("sandbox state");
     state.stats.transactions_rejected += 1;
-    if let Some(bundle) = bundle.filter(|_| keep) {
-        if keep_first_entry(&mut state, org, bundle, &outcome) {
-            state.stats.partial_stores += 1;
-            state.stats.resources_created += 1;
-        }
+    if let Some(bundle) = bundle.filter(|_| keep)
+        && keep_first_entry(&mut state, org, bundle, &outcome)
+    {
+        state.stats.partial_stores += 1;
+        state.stats.resources_created += 1;
     }
     drop(state);
     outcome_response(StatusCode::BAD_REQUEST, &outcome)
@@ -835,6 +837,12 @@ fn store_update(
     body: &[u8],
 ) -> Result<Value, (StatusCode, Outcome)> {
     let bad = |outcome: Outcome| (StatusCode::BAD_REQUEST, outcome);
+    let gone = || {
+        (
+            StatusCode::NOT_FOUND,
+            not_found_outcome(&format!("{rt}/{id}")),
+        )
+    };
     let resource: Value = serde_json::from_slice(body).map_err(|_| {
         bad(Outcome::one(
             Issue::error(IssueCode::Structure, "Invalid JSON Payload Format").rule(20006),
@@ -876,13 +884,7 @@ fn store_update(
         .get(rt, id)
         .is_none()
     {
-        return Err((
-            StatusCode::NOT_FOUND,
-            Outcome::one(
-                Issue::error(IssueCode::NotFound, format!("Resource not found {rt}/{id}"))
-                    .rule(20007),
-            ),
-        ));
+        return Err(gone());
     }
     // The same profile engine as for a Bundle entry.
     let ctx = Context {
@@ -914,16 +916,8 @@ fn store_update(
         .resources
         .update(rt, id, resource, &now_utc())
         .cloned()
-        // Checked above under another lock; resources are never removed.
-        .ok_or_else(|| {
-            (
-                StatusCode::NOT_FOUND,
-                Outcome::one(
-                    Issue::error(IssueCode::NotFound, format!("Resource not found {rt}/{id}"))
-                        .rule(20007),
-                ),
-            )
-        })?;
+        // Checked above under another lock; resources are never removed, so this holds.
+        .ok_or_else(gone)?;
     state.stats.updates_applied += 1;
     Ok(stored)
 }

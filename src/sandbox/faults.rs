@@ -1,7 +1,7 @@
 //! Fault injection for the sandbox: how a misbehaving SATUSEHAT looks to the forwarder.
 //!
-//! Each FHIR call (searches, newborn registration, transaction Bundles; not the token
-//! endpoint) draws one fault: first the added latency, then at most one of an error (503),
+//! Each FHIR call (searches, reads, history, updates, newborn registration, transaction
+//! Bundles; not the token endpoint) draws one fault: first the added latency, then at most one of an error (503),
 //! a rate limit (429 with `Retry-After`) or a connection reset, in that order of the rates.
 //! The bearer token is checked after the latency and before the error: a token that expires
 //! (`token_ttl_secs`) or is revoked (`POST /sandbox/revoke-tokens`) while a request is on its
@@ -15,6 +15,12 @@
 //! fulfilled). That is the classic "did it arrive?" case: the gateway cannot know, re-sends,
 //! and must take SATUSEHAT's 20002 (duplicate) as delivered. (actix-web logs each cut-off
 //! answer as "Response payload stream error": that is the injected reset, not a bug.)
+//!
+//! Two faults are not drawn per call but change how the sandbox keeps what it is sent, as
+//! SATUSEHAT was seen to (satusehat-server-behaviour.md, "Search and duplicates"):
+//! `search_delay_ms` makes identifier search lag writes while the 20002 duplicate check does
+//! not, and `keep_first_entry_on_refusal` stores the first entry of a refused transaction —
+//! no rollback — so that every re-send meets 20002.
 
 use actix_web::HttpResponse;
 use actix_web::body::{BodySize, MessageBody};
@@ -44,7 +50,19 @@ pub struct Faults {
     /// Transaction Bundles holding a resource with one of these identifier values are always
     /// answered 500: a "poison" record that upstream chokes on, while every other goes through.
     pub poison_identifiers: Vec<String>,
+    /// Identifier search finds a created or updated resource only this long after it was
+    /// written (ms; 0: at once). Taken at search time, so setting it back to 0 makes
+    /// everything findable. The 20002 check and reads by id do not lag.
+    pub search_delay_ms: u64,
+    /// A transaction refused with 400 (validation, unknown references, 20002) still stores
+    /// its first entry when that entry is itself fine: id, version 1, identifiers indexed,
+    /// references to the other entries left as `urn:uuid:`.
+    pub keep_first_entry_on_refusal: bool,
 }
+
+/// The longest search delay accepted: a week. More is a unit mistake (seconds for ms, a
+/// timestamp), not a lag anyone wants to simulate.
+pub const MAX_SEARCH_DELAY_MS: u64 = 7 * 24 * 3600 * 1000;
 
 /// What one call will suffer.
 pub struct Plan {
@@ -74,6 +92,11 @@ impl Faults {
         }
         if self.latency_min_ms > self.latency_max_ms && self.latency_max_ms != 0 {
             return Err("latency_min_ms must not exceed latency_max_ms".into());
+        }
+        if self.search_delay_ms > MAX_SEARCH_DELAY_MS {
+            return Err(format!(
+                "search_delay_ms must not exceed {MAX_SEARCH_DELAY_MS} (a week, in milliseconds)"
+            ));
         }
         Ok(())
     }
@@ -186,5 +209,28 @@ impl MessageBody for Broken {
             std::io::ErrorKind::ConnectionReset,
             "sandbox: injected connection reset",
         ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_new_faults_default_off_and_are_checked() {
+        let f: Faults = serde_json::from_str("{}").unwrap();
+        assert_eq!(f.search_delay_ms, 0);
+        assert!(!f.keep_first_entry_on_refusal);
+        let f: Faults = serde_json::from_str(
+            r#"{"search_delay_ms": 3600000, "keep_first_entry_on_refusal": true}"#,
+        )
+        .unwrap();
+        assert!(f.check().is_ok());
+        let too_long = Faults {
+            search_delay_ms: MAX_SEARCH_DELAY_MS + 1,
+            ..Faults::default()
+        };
+        assert!(too_long.check().unwrap_err().contains("search_delay_ms"));
+        assert!(serde_json::from_str::<Faults>(r#"{"search_delay": 1}"#).is_err());
     }
 }

@@ -8,19 +8,37 @@
 //! connection resets (before or after the call is processed), short-lived tokens
 //! ([`faults`]), and tokens revoked all at once.
 //!
+//! FHIR endpoints (bearer token; every one goes through the injected faults):
+//!
+//! | endpoint | does |
+//! |---|---|
+//! | `POST /fhir-r4/v1` | a transaction Bundle: validated, references checked, 20002 on a known identifier, stored as version 1 |
+//! | `GET /fhir-r4/v1/{Type}?identifier=system\|value` | search: Patient/Practitioner by NIK (every well-formed NIK is "registered"), any stored type by identifier — lagging writes by `search_delay_ms` |
+//! | `POST /fhir-r4/v1/Patient` | newborn registration by `nik-ibu` (non-FHIR answer) |
+//! | `GET /fhir-r4/v1/{Type}/{id}` | read the current version (no lag) |
+//! | `PUT /fhir-r4/v1/{Type}/{id}` | update, `id` also in the body: validated like a Bundle entry, 404 (20007) for an unknown id, 20002 for another resource's identifier; stores the next version |
+//! | `GET /fhir-r4/v1/{Type}/{id}/_history` | every version, newest first (a `history` Bundle) |
+//! | `GET /fhir-r4/v1/{Type}/{id}/_history/{vid}` | one version |
+//!
+//! Two faults mimic how SATUSEHAT keeps data rather than how it answers: identifier search
+//! lags writes while 20002 does not (`search_delay_ms`), and a refused transaction may leave
+//! its first entry stored (`keep_first_entry_on_refusal`) — see [`faults`] and [`store`].
+//!
 //! Admin endpoints (no token needed):
 //!
 //! | endpoint | does |
 //! |---|---|
 //! | `GET /sandbox/stats` | counters of what happened ([`Stats`]) |
-//! | `GET /sandbox/received` | every resource held, with its identifiers |
+//! | `GET /sandbox/received` | every resource held: `resourceType`, `id`, `identifiers` (`system\|value`), `versionId` (current), `versions` (how many) and the current `resource`, sorted by id |
 //! | `GET`/`PUT /sandbox/faults` | the faults injected from now on ([`Faults`]) |
 //! | `POST /sandbox/revoke-tokens` | forget every token issued so far, as SATUSEHAT does after a key rotation or a restart of its gateway: each request still carrying one is answered 401 until its client fetches a new token. Answers `{"revoked": n}` |
 
 pub mod faults;
+pub mod store;
 
 use crate::fhir::{self, Issue, IssueCode, Outcome};
 use crate::profile::{Context, Validator};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use faults::Faults;
 use serde::{Deserialize, Serialize};
@@ -75,17 +93,10 @@ pub fn demo_location() -> String {
     fhir::uuid5("sandbox/location/posyandu-demo").to_string()
 }
 
-struct Stored {
-    resource_type: String,
-    resource: Value,
-}
-
 #[derive(Default)]
 struct State {
     tokens: HashMap<String, (String, Instant)>,
-    resources: HashMap<String, Stored>,
-    /// `(resourceType, system|value)` → id.
-    by_identifier: HashMap<(String, String), String>,
+    resources: store::Resources,
     newborns: HashMap<String, String>,
     stats: Stats,
 }
@@ -101,15 +112,24 @@ pub struct Stats {
     pub unauthorized: u64,
     pub transactions_accepted: u64,
     pub transactions_rejected: u64,
+    /// Writes refused with 20002 (transactions and updates).
     pub duplicates: u64,
     /// Every injected 503, 429 and connection reset.
     pub faults_injected: u64,
     /// Injected connection resets, before or after processing (also in `faults_injected`).
     pub resets_injected: u64,
-    /// Transaction Bundles the sandbox accepted and stored whose answer a reset then cut
-    /// off: the client cannot know they arrived.
+    /// Writes (transaction Bundles, updates) the sandbox accepted and stored whose answer a
+    /// reset then cut off: the client cannot know they arrived.
     pub responses_lost: u64,
+    /// Resources stored as version 1, including those of [`Stats::partial_stores`].
     pub resources_created: u64,
+    /// Updates (`PUT`) stored as a new version.
+    pub updates_applied: u64,
+    /// Updates refused (400 or 404).
+    pub updates_rejected: u64,
+    /// Refused transactions whose first entry was stored nevertheless
+    /// (`keep_first_entry_on_refusal`).
+    pub partial_stores: u64,
 }
 
 pub struct Sandbox {
@@ -188,6 +208,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/fhir-r4/v1/Patient", web::post().to(create_patient))
         .route("/fhir-r4/v1/{rt}", web::get().to(search))
         .route("/fhir-r4/v1/{rt}/{id}", web::get().to(read))
+        .route("/fhir-r4/v1/{rt}/{id}", web::put().to(update))
+        .route("/fhir-r4/v1/{rt}/{id}/_history", web::get().to(history))
+        .route("/fhir-r4/v1/{rt}/{id}/_history/{vid}", web::get().to(vread))
         .route("/sandbox/stats", web::get().to(stats))
         .route("/sandbox/received", web::get().to(received))
         .route("/sandbox/faults", web::get().to(get_faults))
@@ -201,10 +224,38 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-fn outcome_response(status: actix_web::http::StatusCode, outcome: &Outcome) -> HttpResponse {
+fn outcome_response(status: StatusCode, outcome: &Outcome) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("application/fhir+json")
         .json(outcome.to_operation_outcome())
+}
+
+/// SATUSEHAT's words for an unknown `Type/id` (or one of its versions).
+fn not_found_outcome(what: &str) -> Outcome {
+    Outcome::one(
+        Issue::error(IssueCode::NotFound, format!("Resource not found {what}")).rule(20007),
+    )
+}
+
+/// 404 for `what`, see [`not_found_outcome`].
+fn not_found(what: &str) -> HttpResponse {
+    outcome_response(StatusCode::NOT_FOUND, &not_found_outcome(what))
+}
+
+/// One stored version, with its version as a weak ETag, as FHIR servers answer reads and
+/// updates.
+fn resource_response(resource: &Value) -> HttpResponse {
+    let mut resp = HttpResponse::Ok();
+    resp.content_type("application/fhir+json");
+    if let Some(vid) = resource.pointer("/meta/versionId").and_then(Value::as_str) {
+        resp.insert_header(("ETag", format!("W/\"{vid}\"")));
+    }
+    resp.json(resource)
+}
+
+/// The server's time as SATUSEHAT writes it (UTC, `+00:00`).
+fn now_utc() -> String {
+    crate::time::format_utc(chrono::Utc::now())
 }
 
 /// What every FHIR call goes through before it is processed: the injected latency (the
@@ -319,7 +370,7 @@ async fn search(
     let rt = path.into_inner();
     let Some((system, value)) = query.get("identifier").and_then(|i| i.split_once('|')) else {
         let resp = outcome_response(
-            actix_web::http::StatusCode::BAD_REQUEST,
+            StatusCode::BAD_REQUEST,
             &Outcome::one(Issue::error(
                 IssueCode::NotSupported,
                 "the sandbox searches by identifier=system|value only",
@@ -341,14 +392,14 @@ async fn search(
                 {"system": fhir::system::IHS_PRACTITIONER, "value": id}, {"system": fhir::system::NIK, "value": value}]}));
         }
         _ => {
+            // SATUSEHAT's search index lags its writes; the delay in force now decides.
+            let delay = Duration::from_millis(sb.faults.lock().expect("faults").search_delay_ms);
             let state = sb.state.lock().expect("sandbox state");
-            if let Some(id) = state
-                .by_identifier
-                .get(&(rt.clone(), format!("{system}|{value}")))
+            if let Some(r) = state
+                .resources
+                .find(&rt, &format!("{system}|{value}"), delay)
             {
-                if let Some(s) = state.resources.get(id) {
-                    found.push(s.resource.clone());
-                }
+                found.push(r.clone());
             }
         }
     }
@@ -362,28 +413,108 @@ async fn search(
     answer(&sb, lose, resp).await
 }
 
+/// Read by id: the current version. Reads do not lag writes (only search does).
 async fn read(
     sb: web::Data<Arc<Sandbox>>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
-    if let Err(r) = sb.authorize(&req) {
-        return r;
-    }
+    let lose = match admit(&sb, &req).await {
+        Ok((_, lose)) => lose,
+        Err(r) => return r,
+    };
     let (rt, id) = path.into_inner();
-    let state = sb.state.lock().expect("sandbox state");
-    match state.resources.get(&id) {
-        Some(s) if s.resource_type == rt => HttpResponse::Ok()
-            .content_type("application/fhir+json")
-            .json(&s.resource),
-        _ => outcome_response(
-            actix_web::http::StatusCode::NOT_FOUND,
-            &Outcome::one(
-                Issue::error(IssueCode::NotFound, format!("Resource not found {rt}/{id}"))
-                    .rule(20007),
-            ),
-        ),
-    }
+    let resp = match sb
+        .state
+        .lock()
+        .expect("sandbox state")
+        .resources
+        .get(&rt, &id)
+    {
+        Some(s) => resource_response(s.current()),
+        None => not_found(&format!("{rt}/{id}")),
+    };
+    answer(&sb, lose, resp).await
+}
+
+/// `_history`: every version of one resource, newest first, as a `history` Bundle.
+async fn history(
+    sb: web::Data<Arc<Sandbox>>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let lose = match admit(&sb, &req).await {
+        Ok((_, lose)) => lose,
+        Err(r) => return r,
+    };
+    let (rt, id) = path.into_inner();
+    let resp = match sb
+        .state
+        .lock()
+        .expect("sandbox state")
+        .resources
+        .get(&rt, &id)
+    {
+        Some(s) => {
+            let entries: Vec<Value> = s
+                .versions
+                .iter()
+                .rev()
+                .map(|v| {
+                    let vid = v
+                        .pointer("/meta/versionId")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    // Version 1 came from a create (a transaction entry), the rest from PUTs.
+                    let (method, url, status) = if vid == "1" {
+                        ("POST", rt.clone(), "201 Created")
+                    } else {
+                        ("PUT", format!("{rt}/{id}"), "200 OK")
+                    };
+                    json!({
+                        "fullUrl": format!("{rt}/{id}"),
+                        "resource": v,
+                        "request": {"method": method, "url": url},
+                        "response": {
+                            "status": status,
+                            "etag": format!("W/\"{vid}\""),
+                            "lastModified": v.pointer("/meta/lastUpdated"),
+                        },
+                    })
+                })
+                .collect();
+            HttpResponse::Ok()
+                .content_type("application/fhir+json")
+                .json(json!({"resourceType": "Bundle", "type": "history", "total": entries.len(), "entry": entries}))
+        }
+        None => not_found(&format!("{rt}/{id}")),
+    };
+    answer(&sb, lose, resp).await
+}
+
+/// `_history/{vid}`: one version of one resource.
+async fn vread(
+    sb: web::Data<Arc<Sandbox>>,
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+) -> HttpResponse {
+    let lose = match admit(&sb, &req).await {
+        Ok((_, lose)) => lose,
+        Err(r) => return r,
+    };
+    let (rt, id, vid) = path.into_inner();
+    let resp = match sb
+        .state
+        .lock()
+        .expect("sandbox state")
+        .resources
+        .get(&rt, &id)
+        .and_then(|s| s.version(&vid))
+    {
+        Some(v) => resource_response(v),
+        None => not_found(&format!("{rt}/{id}/_history/{vid}")),
+    };
+    answer(&sb, lose, resp).await
 }
 
 /// Newborn registration by the mother's NIK; answers SATUSEHAT's non-FHIR JSON.
@@ -403,7 +534,7 @@ async fn create_patient(
 fn register_newborn(sb: &Sandbox, body: &[u8]) -> HttpResponse {
     let Ok(patient) = serde_json::from_slice::<Value>(body) else {
         return outcome_response(
-            actix_web::http::StatusCode::BAD_REQUEST,
+            StatusCode::BAD_REQUEST,
             &Outcome::one(
                 Issue::error(IssueCode::Structure, "Invalid JSON Payload Format").rule(20006),
             ),
@@ -411,7 +542,7 @@ fn register_newborn(sb: &Sandbox, body: &[u8]) -> HttpResponse {
     };
     let Some(mother) = fhir::identifier_value(&patient, fhir::system::NIK_IBU) else {
         return outcome_response(
-            actix_web::http::StatusCode::BAD_REQUEST,
+            StatusCode::BAD_REQUEST,
             &Outcome::one(
                 Issue::error(
                     IssueCode::BusinessRule,
@@ -455,21 +586,13 @@ async fn transaction(
 
 /// Validate and store a transaction Bundle, or say why not.
 fn process_transaction(sb: &Sandbox, org: &str, body: &[u8]) -> HttpResponse {
-    use actix_web::http::StatusCode;
-    let reject = |sb: &Sandbox, status: StatusCode, outcome: Outcome| {
-        sb.state
-            .lock()
-            .expect("sandbox state")
-            .stats
-            .transactions_rejected += 1;
-        outcome_response(status, &outcome)
-    };
     let bundle: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(_) => {
-            return reject(
+            return refuse(
                 sb,
-                StatusCode::BAD_REQUEST,
+                org,
+                None,
                 Outcome::one(
                     Issue::error(IssueCode::Structure, "Invalid JSON Payload Format").rule(20006),
                 ),
@@ -477,9 +600,10 @@ fn process_transaction(sb: &Sandbox, org: &str, body: &[u8]) -> HttpResponse {
         }
     };
     if fhir::resource_type(&bundle) != Some("Bundle") || bundle["type"] != "transaction" {
-        return reject(
+        return refuse(
             sb,
-            StatusCode::BAD_REQUEST,
+            org,
+            None,
             Outcome::one(Issue::error(
                 IssueCode::Invalid,
                 "POST to the base URL takes a transaction Bundle",
@@ -514,130 +638,314 @@ fn process_transaction(sb: &Sandbox, org: &str, body: &[u8]) -> HttpResponse {
             )),
         );
     }
+    match store_transaction(sb, org, &bundle) {
+        Ok(locations) => HttpResponse::Ok()
+            .content_type("application/fhir+json")
+            .json(fhir::typed::transaction_response(&locations)),
+        Err(outcome) => refuse(sb, org, Some(&bundle), outcome),
+    }
+}
+
+/// Check a transaction Bundle and store it whole: the `Type/id/_history/1` of each entry, or
+/// why the whole Bundle is refused (nothing stored).
+fn store_transaction(sb: &Sandbox, org: &str, bundle: &Value) -> Result<Vec<String>, Outcome> {
     // The same profile engine as the gateway: what passes locally passes here.
     let ctx = Context {
         organization_id: Some(org),
         now: chrono::Utc::now(),
     };
-    let mut outcome = sb.validator.validate(&bundle, &ctx);
+    let mut outcome = sb.validator.validate(bundle, &ctx);
     outcome.issues.retain(|i| i.is_error());
     if outcome.has_errors() {
-        return reject(sb, StatusCode::BAD_REQUEST, outcome);
+        return Err(outcome);
     }
 
     let mut state = sb.state.lock().expect("sandbox state");
-    // References to people must name ones SATUSEHAT knows.
+    // References must name what SATUSEHAT knows, or another entry of this Bundle.
+    let full_urls: HashSet<&str> = fhir::entries(bundle).filter_map(|e| e.full_url).collect();
     let mut missing = Outcome::new();
-    let full_urls: HashSet<&str> = fhir::entries(&bundle).filter_map(|e| e.full_url).collect();
-    for e in fhir::entries(&bundle) {
+    for e in fhir::entries(bundle) {
         let Some(resource) = e.resource else { continue };
-        for (path, reference) in fhir::references(resource) {
-            if full_urls.contains(reference) {
-                continue;
-            }
-            // People are "registered" by NIK (see `ihs_number`); their ids have the IHS shape.
-            let digits = |s: &str| s.len() == 11 && s.bytes().all(|b| b.is_ascii_digit());
-            let known = match reference.split_once('/') {
-                Some(("Patient", id)) => id.strip_prefix('P').is_some_and(digits),
-                Some(("Practitioner", id)) => id.strip_prefix('1').is_some_and(digits),
-                Some(("Organization", id)) => id == org,
-                Some(("Location", _)) => true,
-                Some((_, id)) => state.resources.contains_key(id),
-                None => true,
-            };
-            if !known {
-                missing.push(
-                    Issue::error(
-                        IssueCode::NotFound,
-                        format!("Resource not found {reference}"),
-                    )
-                    .at(format!("Bundle.entry[{}].resource.{path}", e.index))
-                    .rule(20007),
-                );
-            }
-        }
+        missing.extend(store::unknown_references(
+            &state.resources,
+            org,
+            resource,
+            &format!("Bundle.entry[{}].resource", e.index),
+            &|r| full_urls.contains(r),
+        ));
     }
     if !missing.is_empty() {
-        drop(state);
-        return reject(sb, StatusCode::BAD_REQUEST, missing);
+        return Err(missing);
     }
     // Duplicates by identifier (20002): the whole transaction fails, as it would upstream.
     let mut duplicates = Outcome::new();
-    for e in fhir::entries(&bundle) {
+    for e in fhir::entries(bundle) {
         let (Some(resource), Some(rt)) = (e.resource, e.resource_type()) else {
             continue;
         };
-        if fhir::identifier_keys(resource).iter().any(|k| {
-            state
-                .by_identifier
-                .contains_key(&(rt.to_string(), k.clone()))
-        }) {
-            duplicates.push(
-                Issue::error(
-                    IssueCode::Duplicate,
-                    format!("Found duplicate resource: {rt}"),
-                )
-                .at(format!("Bundle.entry[{}].resource.identifier", e.index))
-                .rule(20002),
-            );
+        if fhir::identifier_keys(resource)
+            .iter()
+            .any(|k| state.resources.holder(rt, k).is_some())
+        {
+            duplicates.push(duplicate(
+                rt,
+                format!("Bundle.entry[{}].resource.identifier", e.index),
+            ));
         }
     }
     if !duplicates.is_empty() {
         state.stats.duplicates += 1;
-        state.stats.transactions_rejected += 1;
-        return outcome_response(StatusCode::BAD_REQUEST, &duplicates);
+        return Err(duplicates);
     }
     // Create: server ids, references rewritten from urn:uuid to Type/id.
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut locations = Vec::new();
-    for e in fhir::entries(&bundle) {
+    for e in fhir::entries(bundle) {
         let id = uuid::Uuid::new_v4().to_string();
         if let (Some(url), Some(rt)) = (e.full_url, e.resource_type()) {
             ids.insert(url.to_string(), format!("{rt}/{id}"));
         }
         locations.push((id, e.resource_type().unwrap_or("").to_string()));
     }
-    let now = crate::time::format_utc(chrono::Utc::now());
-    for (e, (id, rt)) in fhir::entries(&bundle).zip(&locations) {
+    let now = now_utc();
+    for (e, (id, rt)) in fhir::entries(bundle).zip(&locations) {
         let Some(resource) = e.resource else { continue };
         let mut stored = resource.clone();
         fhir::rewrite_references(&mut stored, &mut |r| ids.get(r).cloned());
-        stored["id"] = json!(id);
-        stored["meta"] = json!({"versionId": "1", "lastUpdated": now});
-        for key in fhir::identifier_keys(&stored) {
-            state.by_identifier.insert((rt.clone(), key), id.clone());
-        }
-        state.resources.insert(
-            id.clone(),
-            Stored {
-                resource_type: rt.clone(),
-                resource: stored,
-            },
-        );
+        state.resources.create(rt, id, stored, &now);
         state.stats.resources_created += 1;
     }
     state.stats.transactions_accepted += 1;
-    let locations: Vec<String> = locations
+    Ok(locations
         .iter()
         .map(|(id, rt)| format!("{rt}/{id}/_history/1"))
-        .collect();
-    HttpResponse::Ok()
-        .content_type("application/fhir+json")
-        .json(fhir::typed::transaction_response(&locations))
+        .collect())
+}
+
+/// SATUSEHAT's 20002 for a resource of type `rt` whose identifier (at `at`) is taken.
+fn duplicate(rt: &str, at: String) -> Issue {
+    Issue::error(
+        IssueCode::Duplicate,
+        format!("Found duplicate resource: {rt}"),
+    )
+    .at(at)
+    .rule(20002)
+}
+
+/// Answer a refused transaction (400). With `keep_first_entry_on_refusal`, a refused
+/// transaction Bundle still leaves its first entry stored, as SATUSEHAT was seen not to roll
+/// back (see [`keep_first_entry`]); the answer stays the same.
+fn refuse(sb: &Sandbox, org: &str, bundle: Option<&Value>, outcome: Outcome) -> HttpResponse {
+    let keep = bundle.is_some()
+        && sb
+            .faults
+            .lock()
+            .expect("faults")
+            .keep_first_entry_on_refusal;
+    let mut state = sb.state.lock().expect("sandbox state");
+    state.stats.transactions_rejected += 1;
+    if let Some(bundle) = bundle.filter(|_| keep)
+        && keep_first_entry(&mut state, org, bundle, &outcome)
+    {
+        state.stats.partial_stores += 1;
+        state.stats.resources_created += 1;
+    }
+    drop(state);
+    outcome_response(StatusCode::BAD_REQUEST, &outcome)
+}
+
+/// Store the first entry of a refused Bundle, if that entry is fine on its own: no error of
+/// the refusal points into it, its references name what the sandbox knows (another entry of
+/// the Bundle counts: the stored copy keeps that `urn:uuid:`, dangling, as upstream), and its
+/// identifiers are free (a 20002 on the first entry stores nothing — the resource is already
+/// there). Whether it was stored.
+fn keep_first_entry(state: &mut State, org: &str, bundle: &Value, refusal: &Outcome) -> bool {
+    let Some(first) = fhir::entries(bundle).next() else {
+        return false;
+    };
+    let (Some(resource), Some(rt)) = (first.resource, first.resource_type()) else {
+        return false;
+    };
+    let at = "Bundle.entry[0]";
+    let own = |e: &str| e == at || e.strip_prefix(at).is_some_and(|rest| rest.starts_with('.'));
+    if rt == "Bundle"
+        || refusal
+            .issues
+            .iter()
+            .any(|i| i.is_error() && i.expression.as_deref().is_some_and(own))
+    {
+        return false;
+    }
+    let full_urls: HashSet<&str> = fhir::entries(bundle).filter_map(|e| e.full_url).collect();
+    let dangling = store::unknown_references(
+        &state.resources,
+        org,
+        resource,
+        "Bundle.entry[0].resource",
+        &|r| full_urls.contains(r),
+    );
+    if dangling.has_errors()
+        || fhir::identifier_keys(resource)
+            .iter()
+            .any(|k| state.resources.holder(rt, k).is_some())
+    {
+        return false;
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    state
+        .resources
+        .create(rt, &id, resource.clone(), &now_utc());
+    true
+}
+
+async fn update(
+    sb: web::Data<Arc<Sandbox>>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (org, lose) = match admit(&sb, &req).await {
+        Ok(admitted) => admitted,
+        Err(r) => return r,
+    };
+    let (rt, id) = path.into_inner();
+    let resp = match store_update(&sb, &org, &rt, &id, &body) {
+        Ok(stored) => resource_response(&stored),
+        Err((status, outcome)) => {
+            sb.state
+                .lock()
+                .expect("sandbox state")
+                .stats
+                .updates_rejected += 1;
+            outcome_response(status, &outcome)
+        }
+    };
+    if lose && resp.status().is_success() {
+        // Stored, and the client will never hear of it.
+        sb.state.lock().expect("sandbox state").stats.responses_lost += 1;
+    }
+    answer(&sb, lose, resp).await
+}
+
+/// Check an update of `rt/id` and store it as the next version; the stored version, or the
+/// status and outcome of the refusal.
+fn store_update(
+    sb: &Sandbox,
+    org: &str,
+    rt: &str,
+    id: &str,
+    body: &[u8],
+) -> Result<Value, (StatusCode, Outcome)> {
+    let bad = |outcome: Outcome| (StatusCode::BAD_REQUEST, outcome);
+    let gone = || {
+        (
+            StatusCode::NOT_FOUND,
+            not_found_outcome(&format!("{rt}/{id}")),
+        )
+    };
+    let resource: Value = serde_json::from_slice(body).map_err(|_| {
+        bad(Outcome::one(
+            Issue::error(IssueCode::Structure, "Invalid JSON Payload Format").rule(20006),
+        ))
+    })?;
+    // 20008 is SATUSEHAT's "valid JSON, but not the FHIR structure expected" [inferred for a
+    // body of another type]; for an id that differs from the URL no rule number is known.
+    let body_type = fhir::resource_type(&resource);
+    if !resource.is_object() || body_type != Some(rt) {
+        return Err(bad(Outcome::one(
+            Issue::error(
+                IssueCode::Invalid,
+                format!(
+                    "PUT {rt}/{id} takes a {rt} resource; the body is {}",
+                    body_type.map_or("not a FHIR resource".to_string(), |t| format!("a {t}"))
+                ),
+            )
+            .at(rt)
+            .rule(20008),
+        )));
+    }
+    if resource["id"].as_str() != Some(id) {
+        return Err(bad(Outcome::one(
+            Issue::error(
+                IssueCode::Invalid,
+                format!(
+                    "the body's id ({}) must be the id in the URL ({id}): an update names its resource twice",
+                    resource["id"].as_str().unwrap_or("missing")
+                ),
+            )
+            .at(format!("{rt}.id")),
+        )));
+    }
+    if sb
+        .state
+        .lock()
+        .expect("sandbox state")
+        .resources
+        .get(rt, id)
+        .is_none()
+    {
+        return Err(gone());
+    }
+    // The same profile engine as for a Bundle entry.
+    let ctx = Context {
+        organization_id: Some(org),
+        now: chrono::Utc::now(),
+    };
+    let mut outcome = sb.validator.validate(&resource, &ctx);
+    outcome.issues.retain(|i| i.is_error());
+    if outcome.has_errors() {
+        return Err(bad(outcome));
+    }
+    let mut state = sb.state.lock().expect("sandbox state");
+    // Nothing in a PUT resolves a `urn:uuid:`: every reference must name a known thing.
+    let missing = store::unknown_references(&state.resources, org, &resource, rt, &|_| false);
+    if missing.has_errors() {
+        return Err(bad(missing));
+    }
+    // Its own identifiers stay its own; another resource's are a duplicate. No lag here.
+    if fhir::identifier_keys(&resource).iter().any(|k| {
+        state
+            .resources
+            .holder(rt, k)
+            .is_some_and(|holder| holder != id)
+    }) {
+        state.stats.duplicates += 1;
+        return Err(bad(Outcome::one(duplicate(rt, format!("{rt}.identifier")))));
+    }
+    let stored = state
+        .resources
+        .update(rt, id, resource, &now_utc())
+        .cloned()
+        // Checked above under another lock; resources are never removed, so this holds.
+        .ok_or_else(gone)?;
+    state.stats.updates_applied += 1;
+    Ok(stored)
 }
 
 async fn stats(sb: web::Data<Arc<Sandbox>>) -> HttpResponse {
     HttpResponse::Ok().json(sb.stats())
 }
 
-/// Every resource the sandbox holds, as `{resourceType, id, identifiers}` — what tests count.
+/// Every resource the sandbox holds, as `{resourceType, id, identifiers, versionId, versions,
+/// resource}` (the current version), sorted by id — what tests count and inspect.
 async fn received(sb: web::Data<Arc<Sandbox>>) -> HttpResponse {
     let state = sb.state.lock().expect("sandbox state");
     let mut items: Vec<Value> = state
         .resources
         .iter()
-        .map(|(id, s)| json!({"resourceType": s.resource_type, "id": id, "identifiers": fhir::identifier_keys(&s.resource)}))
+        .map(|(id, s)| {
+            let current = s.current();
+            json!({
+                "resourceType": s.resource_type,
+                "id": id,
+                "identifiers": fhir::identifier_keys(current),
+                "versionId": current.pointer("/meta/versionId"),
+                "versions": s.versions.len(),
+                "resource": current,
+            })
+        })
         .collect();
+    drop(state);
     items.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     HttpResponse::Ok().json(json!({"resources": items}))
 }
@@ -654,7 +962,7 @@ async fn set_faults(sb: web::Data<Arc<Sandbox>>, body: web::Json<Faults>) -> Htt
     let new = body.into_inner();
     if let Err(e) = new.check() {
         return outcome_response(
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::UNPROCESSABLE_ENTITY,
             &Outcome::one(Issue::error(IssueCode::Value, e)),
         );
     }

@@ -86,13 +86,14 @@ async fn the_same_record_twice_gets_the_same_receipt_and_creates_nothing() {
         .sum();
     assert_eq!(total, 1, "{ready}");
 
-    // Same local id, different content: a conflict, not a silent overwrite or a new record.
+    // Same local id, different content: a correction of the same record (revision 2), not a
+    // new record.
     let mut changed = record("K-2");
     changed["pengukuran"]["berat_badan"] = json!(8.3);
-    let (s3, oo) = ingest(&gw.url, &key, &changed).await;
-    assert_eq!(s3, 409, "{oo}");
-    assert_eq!(oo["resourceType"], "OperationOutcome");
-    assert!(texts(&oo).contains(first["receipt"].as_str().unwrap()));
+    let (s3, corrected) = ingest(&gw.url, &key, &changed).await;
+    assert_eq!(s3, 202, "{corrected}");
+    assert_eq!(corrected["receipt"], first["receipt"]);
+    assert_eq!((first["revision"].as_i64(), corrected["revision"].as_i64()), (Some(1), Some(2)));
 }
 
 #[tokio::test(flavor = "multi_thread")]

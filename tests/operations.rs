@@ -16,6 +16,7 @@ async fn routed(url: &str, method: &str, path: &str) -> bool {
         "get" => c.get(&full),
         "post" => c.post(&full).body("{}"),
         "delete" => c.delete(&full),
+        "put" => c.put(&full).body("{}"),
         other => panic!("method {other}"),
     };
     let r = req.send().await.unwrap();

@@ -15,12 +15,16 @@
 # SATUSEHAT id, so the facility sends a stable pregnancy id, `id_kehamilan`, on every visit of
 # the pregnancy. Both the episode's identifier (http://sys-ids.kemkes.go.id/episode-of-care/
 # <org> | id_kehamilan) and its fullUrl are derived from it, never from the visit id:
-#   - K1A / K1M (anc-visit table: opens_episode) POST the EpisodeOfCare: this Bundle opens it.
-#   - K2 … K6 carry the same EpisodeOfCare as a conditional entry (ifNoneExist
-#     identifier=<system>|<id_kehamilan>): upstream it resolves to the episode created at K1
-#     instead of creating a second one, and the Encounter's urn:uuid reference follows it.
-#     Because the entry carries the full resource, a pregnancy whose K1 was never sent through
-#     gerbang (the facility joined mid-pregnancy) still gets its episode, once.
+#   - Every visit, K1A / K1M included, carries the EpisodeOfCare as a conditional entry
+#     (ifNoneExist identifier=<system>|<id_kehamilan>): upstream it resolves to the episode
+#     already there instead of creating a second one, and the Encounter's urn:uuid reference
+#     follows it. The visit that opens the pregnancy (anc-visit table: opens_episode, K1A/K1M)
+#     normally creates it; because every entry carries the full resource, a pregnancy whose K1
+#     was never sent through gerbang (the facility joined mid-pregnancy) still gets its
+#     episode, once.
+#   - The episode belongs to the pregnancy, not to one visit: a correction of a visit does not
+#     rewrite it, and a cancelled visit — even a K1 — does not mark it entered-in-error, since
+#     the later visits still point at it (the forwarder leaves conditional entries alone).
 # The same id_kehamilan therefore gives the same episode fullUrl and identifier in every
 # visit's Bundle (see examples anc-k1a-lengkap and anc-k3-beberapa-diagnosis).
 
@@ -119,8 +123,7 @@ def date_as_datetime: "\(.)T00:00:00+00:00" | to_utc("WIB");
     managingOrganization: {reference: "Organization/\($org)"},
     period: {start: $hpht}
   }
-  | if $visit.opens_episode then post_entry($episode)
-    else lookup_entry($episode; "identifier=\($episode_system)|\($r.id_kehamilan)") end
+  | lookup_entry($episode; "identifier=\($episode_system)|\($r.id_kehamilan)")
   ) as $episode_entry
 
 # Diagnoses: the primer one first, the others in the order sent; rank follows.

@@ -164,6 +164,7 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
         metrics: Some(metrics),
         exports,
         instance,
+        explained: Default::default(),
     });
     let listener = TcpListener::bind(&cfg.listen)
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;

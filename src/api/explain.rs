@@ -6,6 +6,7 @@
 use super::AppState;
 use super::error::ApiError;
 use crate::fhir::Outcome;
+use crate::mapping::{Sender, provenance};
 use crate::store::{Receipt, Status};
 use serde_json::{Value, json};
 
@@ -45,6 +46,17 @@ pub async fn errors(state: &AppState, r: &Receipt) -> Result<Option<Value>, ApiE
     )))
 }
 
+/// Field look-ups already made, per receipt and revision: finding them maps the record once
+/// per field, and a refused record is looked at again and again. Bounded; when full, it
+/// starts afresh.
+#[derive(Default)]
+pub struct Explained {
+    found: std::sync::Mutex<std::collections::HashMap<(String, i64), Vec<Vec<String>>>>,
+}
+
+/// How many refused records' fields are remembered.
+const EXPLAINED_CAP: usize = 2048;
+
 /// For each expression, the JSON pointers of the record's fields that produced it (empty
 /// when unknown, or when the record's payload was pruned).
 async fn record_fields(
@@ -56,7 +68,11 @@ async fn record_fields(
     if expressions.iter().all(String::is_empty) {
         return Ok(none);
     }
-    let Some(_payload) = state
+    let key = (r.id.clone(), r.revision);
+    if let Some(hit) = state.explained.found.lock().expect("explained").get(&key) {
+        return Ok(hit.clone());
+    }
+    let Some(payload) = state
         .store
         .payload(&r.id)
         .await
@@ -64,5 +80,41 @@ async fn record_fields(
     else {
         return Ok(none);
     };
-    Ok(none)
+    let Some(facility) = state
+        .store
+        .facility(&r.facility_id)
+        .await
+        .map_err(ApiError::unavailable)?
+    else {
+        return Ok(none);
+    };
+    // Mapping the record once per field is CPU work: off the request threads.
+    let mappings = state.mappings.clone();
+    let (record_type, format) = (r.record_type.clone(), r.format.clone());
+    // As the stored Bundle was mapped: for the receipt's organization.
+    let organization_id = r.organization_id.clone();
+    let exprs = expressions.to_vec();
+    let fields = tokio::task::spawn_blocking(move || {
+        let sender = Sender {
+            organization_id: &organization_id,
+            location_id: &facility.location_id,
+        };
+        provenance::record_fields(
+            &mappings,
+            &record_type,
+            format.as_deref(),
+            &payload.raw,
+            &sender,
+            &payload.bundle,
+            &exprs,
+        )
+    })
+    .await
+    .unwrap_or(none);
+    let mut found = state.explained.found.lock().expect("explained");
+    if found.len() >= EXPLAINED_CAP {
+        found.clear();
+    }
+    found.insert(key, fields.clone());
+    Ok(fields)
 }

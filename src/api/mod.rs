@@ -56,6 +56,8 @@ pub struct AppState {
     pub exports: Arc<crate::pull::export::Exports>,
     /// This process's name (its readiness probe row).
     pub instance: String,
+    /// Which fields of refused records produced SATUSEHAT's errors, once found.
+    pub explained: explain::Explained,
 }
 
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {

@@ -109,7 +109,7 @@ impl Attempt<'_> {
                 let updated = if revision > 1 && !adopted.is_empty() {
                     let resolved = self.resolve(&lease.organization_id, bundle).await?;
                     let known = known(&ids);
-                    self.put_entries(&lease.organization_id, &resolved, &adopted, &known)
+                    self.put_entries(&lease.organization_id, &resolved, bundle, &adopted, &known)
                         .await?;
                     adopted.len()
                 } else {
@@ -185,7 +185,7 @@ impl Attempt<'_> {
                     found.remember(key, &[]);
                     Vec::new()
                 }
-                Err(e) => return Err(Failure::from(e)),
+                Err(e) => return Err(refused(e, stored, Sent::Bundle(upstream))),
             },
         };
         // Find what SATUSEHAT has by identifier; if anything is missing, send only that,
@@ -220,7 +220,7 @@ impl Attempt<'_> {
                     retry_after: None,
                 });
             }
-            Err(e) => return Err(Failure::from(e)),
+            Err(e) => return Err(refused(e, stored, Sent::Bundle(&rest))),
         };
         ids.extend(have);
         Ok((ids, true, adopted))
@@ -264,8 +264,9 @@ impl Attempt<'_> {
         }
         let known_now = known(&ids);
         // 2. What changed: PUT the new content.
-        if let Some(resolved) = &resolved_new {
-            self.put_entries(org, resolved, &updated, &known_now).await?;
+        if let (Some(resolved), Some(stored)) = (&resolved_new, new) {
+            self.put_entries(org, resolved, stored, &updated, &known_now)
+                .await?;
         }
         // 3. What the record no longer has: entered-in-error.
         if !plan.retire.is_empty() {
@@ -302,11 +303,13 @@ impl Attempt<'_> {
     }
 
     /// PUT the resources of `resolved` named by `full_urls` to the ids SATUSEHAT gave them,
-    /// references rewritten to what it holds.
+    /// references rewritten to what it holds. `stored` (the Bundle as stored) is what a
+    /// refusal's expressions are rewritten against.
     async fn put_entries(
         &self,
         org: &str,
         resolved: &Value,
+        stored: &Value,
         full_urls: &[String],
         known: &HashMap<String, String>,
     ) -> Result<(), Failure> {
@@ -320,7 +323,10 @@ impl Attempt<'_> {
             };
             let mut resource = resource.clone();
             fhir::rewrite_references(&mut resource, &mut |r| known.get(r).cloned());
-            self.client.put_resource(org, rt, id, &resource).await?;
+            self.client
+                .put_resource(org, rt, id, &resource)
+                .await
+                .map_err(|e| refused(e, stored, Sent::Resource(url)))?;
         }
         Ok(())
     }
@@ -348,4 +354,106 @@ fn owned(bundle: &Value, full_url: &str) -> bool {
             e["fullUrl"].as_str() == Some(full_url) && e.pointer("/request/ifNoneExist").is_none()
         })
     })
+}
+
+/// What a refused call sent: a transaction Bundle, or the resource of one stored entry.
+enum Sent<'a> {
+    Bundle(&'a Value),
+    Resource(&'a str),
+}
+
+/// A failed call as a failure of the attempt; a refusal's OperationOutcome with every
+/// expression pointing into the Bundle as stored. The Bundle sent lacks the look-up entries
+/// (and, after a 20002, what SATUSEHAT held), so its entry numbers differ; a PUT's
+/// expressions name the resource alone (`Observation.status`). Rewritten, they lead the
+/// facility's view to the field of its own record ([`crate::mapping::provenance`]).
+fn refused(e: CallError, stored: &Value, sent: Sent) -> Failure {
+    let CallError::Rejected {
+        message,
+        http_status,
+        mut outcome,
+    } = e
+    else {
+        return Failure::from(e);
+    };
+    let stored_index = |full_url: &str| {
+        fhir::entries(stored)
+            .find(|e| e.full_url == Some(full_url))
+            .map(|e| e.index)
+    };
+    let rewrite = |expression: &str| -> Option<String> {
+        match &sent {
+            Sent::Bundle(bundle) => {
+                let rest = expression.strip_prefix("Bundle.entry[")?;
+                let (n, rest) = rest.split_once(']')?;
+                let n: usize = n.parse().ok()?;
+                let url = bundle["entry"][n]["fullUrl"].as_str()?;
+                Some(format!("Bundle.entry[{}]{rest}", stored_index(url)?))
+            }
+            Sent::Resource(url) => {
+                if expression.starts_with("Bundle.") {
+                    return None;
+                }
+                let i = stored_index(url)?;
+                let rt = stored["entry"][i]["resource"]["resourceType"].as_str()?;
+                let rest = expression.strip_prefix(rt)?;
+                Some(format!("Bundle.entry[{i}].resource{rest}"))
+            }
+        }
+    };
+    if let Some(issues) = outcome.get_mut("issue").and_then(Value::as_array_mut) {
+        for issue in issues {
+            if let Some(exprs) = issue.get_mut("expression").and_then(Value::as_array_mut) {
+                for x in exprs {
+                    if let Some(new) = x.as_str().and_then(rewrite) {
+                        *x = Value::String(new);
+                    }
+                }
+            }
+        }
+    }
+    Failure::Dead {
+        error: message,
+        outcome,
+        http_status: Some(http_status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_point_into_the_bundle_as_stored() {
+        let stored = json!({"resourceType": "Bundle", "entry": [
+            {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient"}, "request": {"ifNoneExist": "identifier=x"}},
+            {"fullUrl": "urn:uuid:e", "resource": {"resourceType": "Encounter"}},
+            {"fullUrl": "urn:uuid:o", "resource": {"resourceType": "Observation"}}]});
+        // Sent without the Patient look-up: entry 1 there is entry 2 here.
+        let sent = json!({"resourceType": "Bundle", "entry": [
+            {"fullUrl": "urn:uuid:e", "resource": {"resourceType": "Encounter"}},
+            {"fullUrl": "urn:uuid:o", "resource": {"resourceType": "Observation"}}]});
+        let oo = |x: &str| CallError::Rejected {
+            message: "refused".into(),
+            http_status: 400,
+            outcome: json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "value", "expression": [x]}]}),
+        };
+        let expression = |f: Failure| match f {
+            Failure::Dead { outcome, .. } => outcome["issue"][0]["expression"][0].as_str().unwrap().to_string(),
+            Failure::Retry { .. } => panic!("a refusal is final"),
+        };
+        assert_eq!(
+            expression(refused(oo("Bundle.entry[1].resource.valueQuantity.value"), &stored, Sent::Bundle(&sent))),
+            "Bundle.entry[2].resource.valueQuantity.value"
+        );
+        assert_eq!(
+            expression(refused(oo("Observation.status"), &stored, Sent::Resource("urn:uuid:o"))),
+            "Bundle.entry[2].resource.status"
+        );
+        // What cannot be placed stays as SATUSEHAT wrote it.
+        assert_eq!(
+            expression(refused(oo("Encounter.period"), &stored, Sent::Bundle(&sent))),
+            "Encounter.period"
+        );
+    }
 }

@@ -50,6 +50,10 @@ pub struct Faults {
     /// Transaction Bundles holding a resource with one of these identifier values are always
     /// answered 500: a "poison" record that upstream chokes on, while every other goes through.
     pub poison_identifiers: Vec<String>,
+    /// Transaction Bundles holding a resource with one of these identifier values are refused
+    /// for good (400, a "code not found" rule 10103 at that resource), as SATUSEHAT refuses a
+    /// code it does not know: a record only a correction can get through.
+    pub refuse_identifiers: Vec<String>,
     /// Identifier search finds a created or updated resource only this long after it was
     /// written (ms; 0: at once). Taken at search time, so setting it back to 0 makes
     /// everything findable. The 20002 check and reads by id do not lag.

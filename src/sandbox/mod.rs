@@ -610,21 +610,12 @@ fn process_transaction(sb: &Sandbox, org: &str, body: &[u8]) -> HttpResponse {
             )),
         );
     }
+    let (poison, refused) = {
+        let f = sb.faults.lock().expect("faults");
+        (f.poison_identifiers.clone(), f.refuse_identifiers.clone())
+    };
     // An injected poison record: upstream fails on it every time, and only on it.
-    let poison = sb.faults.lock().expect("faults").poison_identifiers.clone();
-    if !poison.is_empty()
-        && fhir::entries(&bundle).any(|e| {
-            e.resource.is_some_and(|r| {
-                r["identifier"].as_array().is_some_and(|ids| {
-                    ids.iter().any(|i| {
-                        i["value"]
-                            .as_str()
-                            .is_some_and(|v| poison.iter().any(|p| p == v))
-                    })
-                })
-            })
-        })
-    {
+    if holding(&bundle, &poison).is_some() {
         sb.state
             .lock()
             .expect("sandbox state")
@@ -638,12 +629,49 @@ fn process_transaction(sb: &Sandbox, org: &str, body: &[u8]) -> HttpResponse {
             )),
         );
     }
+    // An injected refusal: the record is refused for good, like an unknown code upstream.
+    if let Some(index) = holding(&bundle, &refused) {
+        sb.state
+            .lock()
+            .expect("sandbox state")
+            .stats
+            .faults_injected += 1;
+        let outcome = Outcome::one(
+            Issue::error(
+                IssueCode::CodeInvalid,
+                "Code not found in system http://sys-ids.kemkes.go.id/kfa (sandbox: injected refusal)",
+            )
+            .at(format!("Bundle.entry[{index}].resource.identifier"))
+            .rule(10103),
+        );
+        return refuse(sb, org, Some(&bundle), outcome);
+    }
     match store_transaction(sb, org, &bundle) {
         Ok(locations) => HttpResponse::Ok()
             .content_type("application/fhir+json")
             .json(fhir::typed::transaction_response(&locations)),
         Err(outcome) => refuse(sb, org, Some(&bundle), outcome),
     }
+}
+
+/// The index of the first entry whose resource has an identifier value in `values`.
+fn holding(bundle: &Value, values: &[String]) -> Option<usize> {
+    if values.is_empty() {
+        return None;
+    }
+    fhir::entries(bundle)
+        .find(|e| {
+            e.resource.is_some_and(|r| {
+                r["identifier"].as_array().is_some_and(|ids| {
+                    ids.iter().any(|i| {
+                        i["value"]
+                            .as_str()
+                            .is_some_and(|v| values.iter().any(|p| p == v))
+                    })
+                })
+            })
+        })
+        .map(|e| e.index)
 }
 
 /// Check a transaction Bundle and store it whole: the `Type/id/_history/1` of each entry, or

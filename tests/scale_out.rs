@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
-/// Short, so the test sees leases expire; longer than `upstream.timeout_secs` (2 s) as the
-/// configuration requires.
+/// Short, so the test sees leases expire. The forwarder renews a lease every third of it
+/// while an attempt runs, so a live attempt keeps its record even when it is slower.
 const LEASE_SECS: u64 = 3;
 const VICTIM: &str = "gw-victim";
 const SURVIVORS: [&str; 2] = ["gw-a", "gw-b"];
@@ -332,6 +332,145 @@ async fn sigkill_one_of_three_instances_loses_nothing_and_duplicates_nothing() {
                 .contains("lease expired before the attempt finished"),
             "a live attempt was taken over:\n{}",
             gw.proc.output()
+        );
+    }
+    drop(survivors);
+    drop_schema(&schema).await;
+}
+
+/// Corrections of records already delivered, pushed through three instances on one database
+/// while one of them is killed with SIGKILL mid-way: every record ends with SATUSEHAT holding
+/// its latest acknowledged revision's content, and nothing is created twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn corrections_through_three_instances_with_one_killed_end_with_the_latest_content() {
+    let test = "corrections_through_three_instances_with_one_killed_end_with_the_latest_content";
+    let Some(db) = postgres_client(test).await else {
+        return;
+    };
+    let schema = new_schema();
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(dir.path(), None);
+    let extra = format!(
+        "[store]\nbackend = \"postgres\"\npostgres_url = \"{}\"\npostgres_schema = \"{schema}\"\n\
+         max_connections = 4\n[deliver]\nconcurrency = 4\nlease_secs = {LEASE_SECS}\n",
+        postgres_url()
+    );
+    let config = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        (write_config(&d, &sandbox.url, &extra), d)
+    };
+    let (victim_cfg, victim_dir) = config(VICTIM);
+    let key = add_facility(&victim_cfg, "pkm-scale", ORG);
+    let mut victim = Gateway::start(&victim_dir, Some(&victim_cfg), &[("HOSTNAME", VICTIM)]);
+    let survivors: Vec<Gateway> = SURVIVORS
+        .iter()
+        .map(|name| {
+            let (cfg, d) = config(name);
+            Gateway::start(&d, Some(&cfg), &[("HOSTNAME", name)])
+        })
+        .collect();
+    let urls: Vec<String> = std::iter::once(victim.url.clone())
+        .chain(survivors.iter().map(|g| g.url.clone()))
+        .collect();
+
+    // Revision 1 of each record, through all three.
+    const N: usize = 24;
+    let mut receipts = Vec::new();
+    for i in 0..N {
+        let (status, body) = ingest(&urls[i % 3], &key, &record(&format!("SC-{i:02}"))).await;
+        assert_eq!(status, 202, "{body}");
+        receipts.push(body["receipt"].as_str().unwrap().to_string());
+    }
+    for id in &receipts {
+        eventually(Duration::from_secs(90), "revision 1 delivered", || {
+            let (url, key, id) = (survivors[0].url.clone(), key.clone(), id.clone());
+            async move { (receipt(&url, &key, &id).await["status"] == "delivered").then_some(()) }
+        })
+        .await;
+    }
+
+    // Corrections, with a slow upstream so that they overlap; the victim dies in the middle.
+    sandbox
+        .set_faults(json!({"latency_min_ms": 300, "latency_max_ms": 700}))
+        .await;
+    let weight = |i: usize, revision: usize| 8.0 + (i as f64) / 100.0 + (revision as f64) / 1000.0;
+    // What each record's latest acknowledged revision says its weight is.
+    let mut latest: HashMap<usize, f64> = (0..N).map(|i| (i, weight(i, 1))).collect();
+    let victim_leases = format!(
+        "SELECT count(*) FROM {schema}.receipts WHERE status = 'delivering' AND lease_owner LIKE '{VICTIM}-%'"
+    );
+    let mut killed = false;
+    for revision in 2..=3 {
+        for i in 0..N {
+            let mut r = record(&format!("SC-{i:02}"));
+            r["pengukuran"]["berat_badan"] = json!(weight(i, revision));
+            let url = &urls[i % 3];
+            if killed && url == &victim.url {
+                continue;
+            }
+            let (status, body) = ingest(url, &key, &r).await;
+            assert_eq!(status, 202, "{body}");
+            latest.insert(i, weight(i, revision));
+            if !killed && (revision == 3 || i >= N / 2) {
+                let held: i64 = db.query_one(victim_leases.as_str(), &[]).await.unwrap().get(0);
+                if held >= 1 {
+                    victim.proc.kill();
+                    killed = true;
+                }
+            }
+        }
+    }
+    if !killed {
+        eventually(Duration::from_secs(60), "the victim delivering a correction", || {
+            let (db, q) = (&db, &victim_leases);
+            async move {
+                let held: i64 = db.query_one(q.as_str(), &[]).await.unwrap().get(0);
+                (held >= 1).then_some(())
+            }
+        })
+        .await;
+        victim.proc.kill();
+    }
+    sandbox
+        .set_faults(json!({"latency_min_ms": 0, "latency_max_ms": 50}))
+        .await;
+
+    // Every record ends with its latest revision delivered, as seen through a survivor.
+    for id in &receipts {
+        eventually(Duration::from_secs(120), "the latest revision delivered", || {
+            let (url, key, id) = (survivors[0].url.clone(), key.clone(), id.clone());
+            async move {
+                let r = receipt(&url, &key, &id).await;
+                (r["status"] == "delivered" && r["delivered_revision"] == r["revision"]).then_some(())
+            }
+        })
+        .await;
+    }
+    let v: serde_json::Value = client()
+        .get(format!("{}/sandbox/received", sandbox.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut holders: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
+    for r in v["resources"].as_array().unwrap() {
+        for i in r["identifiers"].as_array().unwrap() {
+            holders.entry(i.as_str().unwrap().to_string()).or_default().push(r.clone());
+        }
+    }
+    for (ident, items) in &holders {
+        assert_eq!(items.len(), 1, "{ident} created {} times", items.len());
+    }
+    for (i, w) in &latest {
+        let ident = format!("http://sys-ids.kemkes.go.id/observation/{ORG}|SC-{i:02}/berat-badan");
+        let held = &holders[&ident][0];
+        assert_eq!(
+            held["resource"]["valueQuantity"]["value"].as_f64(),
+            Some(*w),
+            "SC-{i:02} holds an older revision: {held}"
         );
     }
     drop(survivors);

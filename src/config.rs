@@ -106,6 +106,9 @@ pub struct StoreConfig {
     pub retention_secs: u64,
     /// How often the retention task looks for payloads to prune, in seconds (at least 1).
     pub prune_interval_secs: u64,
+    /// SQLite: new records are refused (503) while less than this is free on the data disk;
+    /// deliveries go on. 0: no watermark.
+    pub min_free_mb: u64,
 }
 
 impl Default for StoreConfig {
@@ -117,6 +120,7 @@ impl Default for StoreConfig {
             max_connections: 16,
             retention_secs: 90 * 24 * 3600,
             prune_interval_secs: 3600,
+            min_free_mb: 64,
         }
     }
 }
@@ -285,7 +289,8 @@ impl Config {
     /// Open the configured store.
     pub async fn open_store(&self) -> anyhow::Result<std::sync::Arc<crate::store::Store>> {
         Ok(std::sync::Arc::new(match self.store.backend {
-            Backend::Sqlite => crate::store::Store::sqlite(&self.database_path())?,
+            Backend::Sqlite => crate::store::Store::sqlite(&self.database_path())?
+                .keep_free(self.store.min_free_mb * 1024 * 1024),
             Backend::Postgres => {
                 let url = self.store.postgres_url.as_deref().ok_or_else(|| {
                     anyhow::anyhow!("store.backend = \"postgres\" needs store.postgres_url")

@@ -315,3 +315,47 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A facility registered under the wrong organization: its records are refused (10117). The
+/// operator fixes the facility's organization and replays: the replay maps and sends for the
+/// facility's organization as it is now, not the one stored on the receipt.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replay_after_the_facility_organization_was_fixed_sends_for_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(dir.path(), None);
+    // Credentials exist for both ids, but SATUSEHAT knows the client as 1000000001's.
+    let cfg = write_config(
+        dir.path(),
+        &sandbox.url,
+        "[organizations.\"1000000002\"]\nclient_id = \"gerbang-demo\"\nclient_secret = \"gerbang-demo-secret\"\n",
+    );
+    let key = add_facility(&cfg, "pkm-typo", "1000000002");
+    let (ok, operator, err) = gerbang(&cfg, &["operator", "add", "--name", "ops-dinkes"]);
+    assert!(ok, "{err}");
+    let gw = Gateway::start(dir.path(), Some(&cfg), &[]);
+    let (status, body) = ingest(&gw.url, &key, &record("ORG-1")).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["receipt"].as_str().unwrap().to_string();
+    let dead = wait_status(&gw.url, &key, &id, "dead").await;
+    assert!(texts(&dead["upstream_outcome"]).contains("10117"), "{dead}");
+
+    // The fix: the facility's organization (its key stays valid).
+    add_facility(&cfg, "pkm-typo", ORG);
+    let (status, replayed) = admin(
+        "POST",
+        &format!("{}/admin/dead-letters/{id}/replay", gw.url),
+        operator.trim(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{replayed}");
+    assert_eq!(replayed["organization_id"], ORG, "{replayed}");
+    let delivered = wait_status(&gw.url, &key, &id, "delivered").await;
+    assert_eq!(delivered["organization_id"], ORG);
+    let encounters = sandbox.identifiers("Encounter").await;
+    assert_eq!(
+        encounters,
+        vec![format!("http://sys-ids.kemkes.go.id/encounter/{ORG}|ORG-1")],
+        "sent once, under the fixed organization"
+    );
+}

@@ -1,5 +1,6 @@
-//! Liveness (the process answers) and readiness (the store can write: a real write per
-//! probe, so a full disk or a read-only database shows as not ready, with `Retry-After`).
+//! Liveness (the process answers) and readiness (the store can take records: the data disk is
+//! not nearly full, and a real write per probe succeeds, so a full disk or a read-only
+//! database shows as not ready, with `Retry-After`).
 
 use super::AppState;
 use super::error::STORE_RETRY_AFTER_SECS;
@@ -17,6 +18,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             .insert_header(("Retry-After", STORE_RETRY_AFTER_SECS.to_string()))
             .json(json!({"status": format!("store cannot {what}"), "error": e.to_string()}))
     };
+    if let Err(e) = state.store.check_room() {
+        return unavailable("take new records", &e);
+    }
     if let Err(e) = state.store.probe_write(&state.instance).await {
         return unavailable("write", &e);
     }

@@ -130,7 +130,8 @@ pub async fn ingest(
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, validation));
     }
 
-    // [4] commit — only then acknowledge
+    // [4] commit — only then acknowledge; not when the disk is nearly full
+    state.store.check_room().map_err(ApiError::unavailable)?;
     let accepted = state
         .store
         .accept(NewRecord {

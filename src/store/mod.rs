@@ -51,6 +51,10 @@ pub enum StoreError {
     Closed,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error(
+        "the data disk is nearly full: {free_mb} MB free, {keep_mb} MB must stay free (store.min_free_mb); free space on it"
+    )]
+    DiskNearlyFull { free_mb: u64, keep_mb: u64 },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -66,6 +70,10 @@ enum Backend {
 /// The durable state of a gateway (or of several, on PostgreSQL).
 pub struct Store {
     backend: Backend,
+    /// SQLite: the folder of the database file, and how many bytes must stay free on its
+    /// disk for new records to be taken ([`Store::check_room`]).
+    data_dir: Option<std::path::PathBuf>,
+    keep_free: u64,
 }
 
 impl Store {
@@ -73,6 +81,8 @@ impl Store {
     pub fn sqlite(path: &std::path::Path) -> Result<Store> {
         Ok(Store {
             backend: Backend::Sqlite(sqlite::Sqlite::open(path)?),
+            data_dir: path.parent().map(|p| p.to_path_buf()),
+            keep_free: 0,
         })
     }
 
@@ -81,7 +91,38 @@ impl Store {
     pub async fn postgres(url: &str, schema: Option<&str>, max_connections: usize) -> Result<Store> {
         Ok(Store {
             backend: Backend::Postgres(postgres::Postgres::connect(url, schema, max_connections).await?),
+            data_dir: None,
+            keep_free: 0,
         })
+    }
+
+    /// Keep `bytes` free on the database's disk (SQLite): below that, new records are refused
+    /// ([`Store::check_room`]) while deliveries go on. A database that fills its disk to the
+    /// last byte fails every write, its own bookkeeping included; refusing early keeps it able
+    /// to deliver and to recover.
+    pub fn keep_free(mut self, bytes: u64) -> Store {
+        self.keep_free = bytes;
+        self
+    }
+
+    /// Whether there is room for new records: enough free space on the database's disk.
+    /// Always room on PostgreSQL, whose disk is the database server's.
+    pub fn check_room(&self) -> Result<()> {
+        let (Some(dir), true) = (&self.data_dir, self.keep_free > 0) else {
+            return Ok(());
+        };
+        let free = match rustix::fs::statvfs(dir) {
+            Ok(s) => s.f_bavail.saturating_mul(s.f_frsize),
+            // Cannot tell: the writes themselves will say.
+            Err(_) => return Ok(()),
+        };
+        if free < self.keep_free {
+            return Err(StoreError::DiskNearlyFull {
+                free_mb: free / (1024 * 1024),
+                keep_mb: self.keep_free / (1024 * 1024),
+            });
+        }
+        Ok(())
     }
 
     pub fn dialect(&self) -> Dialect {

@@ -312,3 +312,80 @@ impl WebhookGaveUp<'_> {
         counter!("gerbang_webhook_events_total", "result" => "given_up").increment(1);
     }
 }
+
+/// A Bulk Data export job wrote all its files.
+pub struct ExportCompleted<'a> {
+    pub job: &'a str,
+    pub records: i64,
+    pub resources: u64,
+    pub took_ms: u64,
+}
+
+impl ExportCompleted<'_> {
+    pub fn emit(self) {
+        info!(job = self.job, records = self.records, resources = self.resources, took_ms = self.took_ms, "export completed");
+        counter!("gerbang_exports_total", "result" => "completed").increment(1);
+    }
+}
+
+/// An export job failed for good (its files could not be written).
+pub struct ExportFailed<'a> {
+    pub job: &'a str,
+    pub error: &'a str,
+}
+
+impl ExportFailed<'_> {
+    pub fn emit(self) {
+        tracing::error!(job = self.job, error = self.error, "export failed: cannot write its files");
+        counter!("gerbang_exports_total", "result" => "failed").increment(1);
+    }
+}
+
+/// An export job stopped because the store failed; it starts again when its lease runs out.
+pub struct ExportInterrupted<'a> {
+    pub job: &'a str,
+    pub error: &'a str,
+}
+
+impl ExportInterrupted<'_> {
+    pub fn emit(self) {
+        warn!(job = self.job, error = self.error, "export interrupted; it starts again when its lease runs out");
+    }
+}
+
+/// The export worker could not do part of its housekeeping; it tries again later.
+pub struct ExportTrouble<'a> {
+    pub what: &'static str,
+    pub job: Option<&'a str>,
+    pub error: &'a str,
+}
+
+impl ExportTrouble<'_> {
+    pub fn emit(self) {
+        warn!(job = self.job.unwrap_or(""), error = self.error, "export: {}", self.what);
+    }
+}
+
+/// The files of an expired, cancelled or unknown export job were deleted.
+pub struct ExportFilesDeleted<'a> {
+    pub job: &'a str,
+}
+
+impl ExportFilesDeleted<'_> {
+    pub fn emit(self) {
+        info!(job = self.job, "export files deleted");
+    }
+}
+
+/// Export jobs expired long ago were forgotten.
+pub struct ExportJobsForgotten {
+    pub n: u64,
+}
+
+impl ExportJobsForgotten {
+    pub fn emit(self) {
+        if self.n > 0 {
+            debug!(forgotten = self.n, "old export jobs forgotten");
+        }
+    }
+}

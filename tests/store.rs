@@ -111,7 +111,8 @@ async fn accept_is_durable_idempotent_and_takes_revisions(s: Arc<Store>) {
         s.accept(record("K-1", "changed")).await.unwrap(),
         Accepted::Revised {
             receipt_id: id.clone(),
-            revision: 2
+            revision: 2,
+            status: Status::Queued
         }
     );
     // The newest revision is what a re-send is compared with.

@@ -18,7 +18,7 @@ use crate::fhir::{Issue, IssueCode, Outcome, Severity};
 use crate::internal_events::{RecordAccepted, RecordRejected, RecordResent};
 use crate::mapping::Sender;
 use crate::profile::Context;
-use crate::store::{Accepted, Known, NewRecord, Receipt, sha256_hex};
+use crate::store::{Accepted, Known, NewRecord, Receipt, Status, sha256_hex};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
@@ -153,12 +153,13 @@ pub async fn ingest(
         .into_iter()
         .filter(|i| i.severity == Severity::Warning)
         .collect();
-    let (receipt_id, revision) = match accepted {
-        Accepted::New { receipt_id } => (receipt_id, 1),
+    let (receipt_id, revision, status) = match accepted {
+        Accepted::New { receipt_id } => (receipt_id, 1, Status::Queued),
         Accepted::Revised {
             receipt_id,
             revision,
-        } => (receipt_id, revision),
+            status,
+        } => (receipt_id, revision, status),
         // Two identical requests raced; the other one stored it.
         Accepted::Existing { receipt_id, .. } => {
             return existing(&state, &record_type, &receipt_id).await;
@@ -185,15 +186,10 @@ pub async fn ingest(
         warnings: warnings.len(),
     }
     .emit();
-    let receipt = state
-        .store
-        .receipt(&receipt_id)
-        .await
-        .map_err(ApiError::unavailable)?;
     let mut body = json!({
         "receipt": receipt_id,
         "revision": revision,
-        "status": receipt.as_ref().map_or("queued", |r| r.status.as_str()),
+        "status": status.as_str(),
         "record_type": record_type,
         "local_id": mapped.local_id,
         "links": {"self": format!("/receipts/{receipt_id}")}

@@ -30,6 +30,10 @@
 //! Route a client's export requests to one instance (sticky sessions), or put
 //! `[export] dir` on a volume all instances share.
 
+use crate::internal_events::{
+    ExportCompleted, ExportFailed, ExportFilesDeleted, ExportInterrupted, ExportJobsForgotten,
+    ExportTrouble,
+};
 use crate::store::{ExportEnd, ExportJob, ExportProgress, FeedItem, FeedQuery, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -128,7 +132,12 @@ impl Exports {
                     continue;
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "export: cannot look for jobs"),
+                Err(e) => ExportTrouble {
+                    what: "cannot look for jobs",
+                    job: None,
+                    error: &e.to_string(),
+                }
+                .emit(),
             }
             let mut stop = shutdown.clone();
             tokio::select! {
@@ -170,22 +179,23 @@ impl Exports {
                         .finish_export_job(&job.id, &self.owner, &end, now, expires_at)
                         .await
                     {
-                        Ok(true) => {
-                            tracing::info!(
-                                job = %job.id,
-                                records,
-                                resources = output.values().map(|(n, _)| n).sum::<u64>(),
-                                took_ms = started.elapsed().as_millis() as u64,
-                                "export completed"
-                            );
-                            metrics::counter!("gerbang_exports_total", "result" => "completed")
-                                .increment(1);
+                        Ok(true) => ExportCompleted {
+                            job: &job.id,
+                            records,
+                            resources: output.values().map(|(n, _)| n).sum::<u64>(),
+                            took_ms: started.elapsed().as_millis() as u64,
                         }
+                        .emit(),
                         // Cancelled meanwhile, or taken over (its new worker writes again).
                         Ok(false) => remove_dir(&dest),
                         Err(e) => {
                             // Not recorded: the lease runs out and the job starts again.
-                            tracing::warn!(job = %job.id, error = %e, "export: cannot record the end");
+                            ExportTrouble {
+                                what: "cannot record the end",
+                                job: Some(&job.id),
+                                error: &e.to_string(),
+                            }
+                            .emit();
                             remove_dir(&dest);
                         }
                     }
@@ -194,24 +204,36 @@ impl Exports {
             }
             Err(JobError::Store(e)) => {
                 // The database is away: leave the job to be claimed again once it is back.
-                tracing::warn!(job = %job.id, error = %e, "export interrupted; it starts again when its lease runs out");
+                ExportInterrupted {
+                    job: &job.id,
+                    error: &e.to_string(),
+                }
+                .emit();
                 remove_dir(&partial);
                 return;
             }
             Err(JobError::Files(e)) => {
-                tracing::error!(job = %job.id, error = %e, "export failed: cannot write its files");
+                ExportFailed {
+                    job: &job.id,
+                    error: &e.to_string(),
+                }
+                .emit();
                 ExportEnd::Failed {
                     error: format!("gerbang could not write the export files: {e}"),
                 }
             }
         };
         remove_dir(&partial);
-        metrics::counter!("gerbang_exports_total", "result" => "failed").increment(1);
         if let Err(e) = store
             .finish_export_job(&job.id, &self.owner, &end, now, expires_at)
             .await
         {
-            tracing::warn!(job = %job.id, error = %e, "export: cannot record the failure");
+            ExportTrouble {
+                what: "cannot record the failure",
+                job: Some(&job.id),
+                error: &e.to_string(),
+            }
+            .emit();
         }
     }
 
@@ -301,7 +323,12 @@ impl Exports {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) => {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "export: cannot list the export folder");
+                ExportTrouble {
+                    what: "cannot list the export folder",
+                    job: None,
+                    error: &format!("{}: {e}", self.dir.display()),
+                }
+                .emit();
                 return;
             }
         };
@@ -315,7 +342,12 @@ impl Exports {
             let job = match store.export_job(&job_id).await {
                 Ok(j) => j,
                 Err(e) => {
-                    tracing::warn!(error = %e, "export: cannot sweep");
+                    ExportTrouble {
+                        what: "cannot sweep",
+                        job: None,
+                        error: &e.to_string(),
+                    }
+                    .emit();
                     return;
                 }
             };
@@ -337,13 +369,17 @@ impl Exports {
             };
             if !keep {
                 remove_dir(&entry.path());
-                tracing::info!(job = %job_id, "export files deleted");
+                ExportFilesDeleted { job: &job_id }.emit();
             }
         }
         match store.purge_export_jobs(now - ROWS_KEPT_MS).await {
-            Ok(n) if n > 0 => tracing::debug!(forgotten = n, "old export jobs forgotten"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "export: cannot forget old jobs"),
+            Ok(n) => ExportJobsForgotten { n }.emit(),
+            Err(e) => ExportTrouble {
+                what: "cannot forget old jobs",
+                job: None,
+                error: &e.to_string(),
+            }
+            .emit(),
         }
     }
 }
@@ -367,7 +403,12 @@ pub fn remove_dir(path: &Path) {
     if let Err(e) = std::fs::remove_dir_all(path)
         && e.kind() != std::io::ErrorKind::NotFound
     {
-        tracing::warn!(path = %path.display(), error = %e, "export: cannot delete files");
+        ExportTrouble {
+            what: "cannot delete files",
+            job: None,
+            error: &format!("{}: {e}", path.display()),
+        }
+        .emit();
     }
 }
 

@@ -102,8 +102,13 @@ pub struct NewRecord {
 pub enum Accepted {
     /// Stored now as revision 1 of a new receipt.
     New { receipt_id: String },
-    /// Stored now as a new revision of the record.
-    Revised { receipt_id: String, revision: i64 },
+    /// Stored now as a new revision of the record; `status` is the record's now (queued, or
+    /// delivering while the revision before finishes).
+    Revised {
+        receipt_id: String,
+        revision: i64,
+        status: Status,
+    },
     /// The newest revision has this very content: a re-send, nothing stored.
     Existing { receipt_id: String, revision: i64 },
     /// `If-Match` named another revision than the newest (None: there is no such record).
@@ -424,6 +429,11 @@ async fn accept(tx: &mut dyn Tx, r: NewRecord) -> Result<Accepted> {
         return Ok(Accepted::Revised {
             receipt_id,
             revision: next,
+            status: if status == Status::Delivering {
+                Status::Delivering
+            } else {
+                Status::Queued
+            },
         });
     }
     Err(StoreError::Database(

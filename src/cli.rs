@@ -768,4 +768,3 @@ fn mappings_test(config: &Option<PathBuf>, only: Option<&str>) -> Result<ExitCod
         ExitCode::SUCCESS
     })
 }
-

@@ -151,7 +151,10 @@ impl DeadLetters<'_> {
                 receipt_id: Some(receipt_id.to_string()),
                 organization_id: Some(facility.organization_id.clone()),
                 detail: (facility.organization_id != receipt.organization_id).then(|| {
-                    format!("organization {} (was {})", facility.organization_id, receipt.organization_id)
+                    format!(
+                        "organization {} (was {})",
+                        facility.organization_id, receipt.organization_id
+                    )
                 }),
             })
             .await?;

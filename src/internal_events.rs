@@ -17,7 +17,11 @@ pub struct RecordAccepted<'a> {
 
 impl RecordAccepted<'_> {
     pub fn emit(self) {
-        let result = if self.revision > 1 { "corrected" } else { "accepted" };
+        let result = if self.revision > 1 {
+            "corrected"
+        } else {
+            "accepted"
+        };
         info!(
             record_type = self.record_type,
             receipt = self.receipt_id,
@@ -46,7 +50,8 @@ impl RecordCancelled<'_> {
             "record cancelled"
         );
         if !self.again {
-            counter!("gerbang_cancelled_total", "record_type" => self.record_type.to_string()).increment(1);
+            counter!("gerbang_cancelled_total", "record_type" => self.record_type.to_string())
+                .increment(1);
         }
     }
 }
@@ -270,7 +275,12 @@ pub struct WebhookSent<'a> {
 
 impl WebhookSent<'_> {
     pub fn emit(self) {
-        debug!(facility = self.facility_id, event = self.event_type, took_ms = self.took_ms, "webhook event sent");
+        debug!(
+            facility = self.facility_id,
+            event = self.event_type,
+            took_ms = self.took_ms,
+            "webhook event sent"
+        );
         counter!("gerbang_webhook_events_total", "result" => "sent").increment(1);
     }
 }
@@ -308,7 +318,12 @@ pub struct WebhookGaveUp<'a> {
 
 impl WebhookGaveUp<'_> {
     pub fn emit(self) {
-        warn!(facility = self.facility_id, event = self.event_type, error = self.error, "webhook event given up after its retry budget");
+        warn!(
+            facility = self.facility_id,
+            event = self.event_type,
+            error = self.error,
+            "webhook event given up after its retry budget"
+        );
         counter!("gerbang_webhook_events_total", "result" => "given_up").increment(1);
     }
 }
@@ -323,7 +338,13 @@ pub struct ExportCompleted<'a> {
 
 impl ExportCompleted<'_> {
     pub fn emit(self) {
-        info!(job = self.job, records = self.records, resources = self.resources, took_ms = self.took_ms, "export completed");
+        info!(
+            job = self.job,
+            records = self.records,
+            resources = self.resources,
+            took_ms = self.took_ms,
+            "export completed"
+        );
         counter!("gerbang_exports_total", "result" => "completed").increment(1);
     }
 }
@@ -336,7 +357,11 @@ pub struct ExportFailed<'a> {
 
 impl ExportFailed<'_> {
     pub fn emit(self) {
-        tracing::error!(job = self.job, error = self.error, "export failed: cannot write its files");
+        tracing::error!(
+            job = self.job,
+            error = self.error,
+            "export failed: cannot write its files"
+        );
         counter!("gerbang_exports_total", "result" => "failed").increment(1);
     }
 }
@@ -349,7 +374,11 @@ pub struct ExportInterrupted<'a> {
 
 impl ExportInterrupted<'_> {
     pub fn emit(self) {
-        warn!(job = self.job, error = self.error, "export interrupted; it starts again when its lease runs out");
+        warn!(
+            job = self.job,
+            error = self.error,
+            "export interrupted; it starts again when its lease runs out"
+        );
     }
 }
 
@@ -362,7 +391,12 @@ pub struct ExportTrouble<'a> {
 
 impl ExportTrouble<'_> {
     pub fn emit(self) {
-        warn!(job = self.job.unwrap_or(""), error = self.error, "export: {}", self.what);
+        warn!(
+            job = self.job.unwrap_or(""),
+            error = self.error,
+            "export: {}",
+            self.what
+        );
     }
 }
 

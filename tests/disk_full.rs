@@ -33,9 +33,13 @@ impl Mount {
                     Err(e) => e.to_string(),
                 };
                 if std::env::var("TMPFS_TESTS_REQUIRED").is_ok_and(|v| v == "1") {
-                    panic!("a tmpfs is required (TMPFS_TESTS_REQUIRED=1) but cannot be mounted: {why}");
+                    panic!(
+                        "a tmpfs is required (TMPFS_TESTS_REQUIRED=1) but cannot be mounted: {why}"
+                    );
                 }
-                eprintln!("NOTICE: disk-full test skipped: cannot mount a tmpfs ({why}); run as root to include it");
+                eprintln!(
+                    "NOTICE: disk-full test skipped: cannot mount a tmpfs ({why}); run as root to include it"
+                );
                 None
             }
         }
@@ -63,11 +67,22 @@ async fn a_full_disk_refuses_new_records_is_not_ready_and_recovers() {
     let key = gw.demo_key.clone().unwrap();
     // SATUSEHAT is down meanwhile: records wait in the queue, and the forwarder keeps
     // writing their attempts — into the full disk.
-    let upstream = gw.proc.wait_line("built-in SATUSEHAT sandbox on ", Duration::from_secs(10));
+    let upstream = gw
+        .proc
+        .wait_line("built-in SATUSEHAT sandbox on ", Duration::from_secs(10));
     let faults = |v: serde_json::Value| {
         let url = format!("{upstream}/sandbox/faults");
         async move {
-            assert!(client().put(url).json(&v).send().await.unwrap().status().is_success());
+            assert!(
+                client()
+                    .put(url)
+                    .json(&v)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .is_success()
+            );
         }
     };
     faults(serde_json::json!({"error_rate": 1.0})).await;
@@ -84,14 +99,22 @@ async fn a_full_disk_refuses_new_records_is_not_ready_and_recovers() {
             .await
             .unwrap();
         match r.status().as_u16() {
-            202 => acked.push(r.json::<serde_json::Value>().await.unwrap()["receipt"].as_str().unwrap().to_string()),
+            202 => acked.push(
+                r.json::<serde_json::Value>().await.unwrap()["receipt"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            ),
             503 => break r,
             other => panic!("HTTP {other}: {}", r.text().await.unwrap()),
         }
     };
     assert!(!acked.is_empty(), "nothing fitted at all");
     assert_eq!(
-        refusal.headers().get("Retry-After").map(|v| v.to_str().unwrap().to_string()),
+        refusal
+            .headers()
+            .get("Retry-After")
+            .map(|v| v.to_str().unwrap().to_string()),
         Some("30".into())
     );
     let oo: serde_json::Value = refusal.json().await.unwrap();
@@ -105,7 +128,11 @@ async fn a_full_disk_refuses_new_records_is_not_ready_and_recovers() {
     }
 
     // Not ready, with Retry-After.
-    let ready = client().get(format!("{}/readyz", gw.url)).send().await.unwrap();
+    let ready = client()
+        .get(format!("{}/readyz", gw.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status().as_u16(), 503);
     assert!(ready.headers().get("Retry-After").is_some());
 
@@ -115,21 +142,31 @@ async fn a_full_disk_refuses_new_records_is_not_ready_and_recovers() {
     std::thread::sleep(Duration::from_secs(6));
     let during = store_failures(&gw.proc.output()) - before;
     let per_sec = during as f64 / t0.elapsed().as_secs_f64();
-    assert!(per_sec < 2.0, "{during} store-failure lines in {:?}: no backoff", t0.elapsed());
+    assert!(
+        per_sec < 2.0,
+        "{during} store-failure lines in {:?}: no backoff",
+        t0.elapsed()
+    );
 
     // Space again, SATUSEHAT back: ready, and every acknowledged record is delivered.
     std::fs::remove_file(&filler).unwrap();
     std::fs::remove_file(&top).unwrap();
     faults(serde_json::json!({})).await;
     eventually(Duration::from_secs(60), "ready again", || async {
-        let r = client().get(format!("{}/readyz", gw.url)).send().await.unwrap();
+        let r = client()
+            .get(format!("{}/readyz", gw.url))
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16() == 200).then_some(())
     })
     .await;
     for id in &acked {
-        eventually(Duration::from_secs(120), "every acknowledged record delivered", || async {
-            (receipt(&gw.url, &key, id).await["status"] == "delivered").then_some(())
-        })
+        eventually(
+            Duration::from_secs(120),
+            "every acknowledged record delivered",
+            || async { (receipt(&gw.url, &key, id).await["status"] == "delivered").then_some(()) },
+        )
         .await;
     }
     eprintln!(
@@ -169,7 +206,9 @@ async fn a_failing_database_makes_the_forwarder_back_off() {
     let key = add_facility(&cfg, "pkm-db", ORG);
     let gw = Gateway::start(dir.path(), Some(&cfg), &[]);
     assert_eq!(ingest(&gw.url, &key, &record("DB-1")).await.0, 202);
-    db.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
+    db.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
 
     let r = client()
         .post(format!("{}/ingest/posyandu.balita", gw.url))
@@ -181,14 +220,22 @@ async fn a_failing_database_makes_the_forwarder_back_off() {
     // The key check itself needs the store: 503, with Retry-After, never a bare 500.
     assert_eq!(r.status().as_u16(), 503);
     assert!(r.headers().get("Retry-After").is_some());
-    let ready = client().get(format!("{}/readyz", gw.url)).send().await.unwrap();
+    let ready = client()
+        .get(format!("{}/readyz", gw.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status().as_u16(), 503);
     assert!(ready.headers().get("Retry-After").is_some());
 
-    eventually(Duration::from_secs(30), "the forwarder meeting the failing store", || {
-        let n = store_failures(&gw.proc.output());
-        async move { (n >= 3).then_some(()) }
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the forwarder meeting the failing store",
+        || {
+            let n = store_failures(&gw.proc.output());
+            async move { (n >= 3).then_some(()) }
+        },
+    )
     .await;
     let (before, t0) = (store_failures(&gw.proc.output()), Instant::now());
     std::thread::sleep(Duration::from_secs(6));

@@ -93,7 +93,10 @@ async fn the_same_record_twice_gets_the_same_receipt_and_creates_nothing() {
     let (s3, corrected) = ingest(&gw.url, &key, &changed).await;
     assert_eq!(s3, 202, "{corrected}");
     assert_eq!(corrected["receipt"], first["receipt"]);
-    assert_eq!((first["revision"].as_i64(), corrected["revision"].as_i64()), (Some(1), Some(2)));
+    assert_eq!(
+        (first["revision"].as_i64(), corrected["revision"].as_i64()),
+        (Some(1), Some(2))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -47,7 +47,11 @@ fn gerbang(config: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -77,7 +81,11 @@ async fn held(sandbox: &Sandbox) -> HashMap<(String, String), Vec<Value>> {
 
 /// The one resource holding `rt` identifier `…|<local_id>/<key>` (or `…|<local_id>` when
 /// `key` is empty); fails if it is held twice.
-fn one<'a>(held: &'a HashMap<(String, String), Vec<Value>>, rt: &str, value: &str) -> Option<&'a Value> {
+fn one<'a>(
+    held: &'a HashMap<(String, String), Vec<Value>>,
+    rt: &str,
+    value: &str,
+) -> Option<&'a Value> {
     let system = format!("http://sys-ids.kemkes.go.id/{}/{ORG}", rt.to_lowercase());
     let items = held.get(&(rt.to_string(), format!("{system}|{value}")))?;
     assert_eq!(items.len(), 1, "{rt} {value} is held {} times", items.len());
@@ -91,7 +99,12 @@ fn nothing_twice(held: &HashMap<(String, String), Vec<Value>>) {
     }
 }
 
-async fn push(gw: &Gateway, key: &str, record: &Value, if_match: Option<&str>) -> (u16, Value, Option<String>) {
+async fn push(
+    gw: &Gateway,
+    key: &str,
+    record: &Value,
+    if_match: Option<&str>,
+) -> (u16, Value, Option<String>) {
     let mut req = client()
         .post(format!("{}/ingest/posyandu.balita", gw.url))
         .bearer_auth(key)
@@ -101,7 +114,10 @@ async fn push(gw: &Gateway, key: &str, record: &Value, if_match: Option<&str>) -
     }
     let r = req.send().await.unwrap();
     let status = r.status().as_u16();
-    let etag = r.headers().get("ETag").map(|v| v.to_str().unwrap().to_string());
+    let etag = r
+        .headers()
+        .get("ETag")
+        .map(|v| v.to_str().unwrap().to_string());
     (status, r.json().await.unwrap_or(Value::Null), etag)
 }
 
@@ -118,7 +134,13 @@ async fn cancel(gw: &Gateway, key: &str, local_id: &str, reason: &str) -> (u16, 
 }
 
 /// Wait until the receipt satisfies `done`.
-async fn until(gw: &Gateway, key: &str, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+async fn until(
+    gw: &Gateway,
+    key: &str,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     eventually(WAIT, &format!("receipt {id}: {what}"), || async {
         let r = receipt(&gw.url, key, id).await;
         done(&r).then_some(r)
@@ -142,17 +164,31 @@ async fn a_correction_before_delivery_replaces_the_waiting_revision() {
     let (status, first, etag) = push(&s.gw, &s.key, &record("LC-1"), None).await;
     assert_eq!((status, etag.as_deref()), (202, Some("\"1\"")), "{first}");
     let id = first["receipt"].as_str().unwrap().to_string();
-    until(&s.gw, &s.key, &id, "retrying", |r| r["status"] == "retrying").await;
+    until(&s.gw, &s.key, &id, "retrying", |r| {
+        r["status"] == "retrying"
+    })
+    .await;
     let mut fixed = record("LC-1");
     fixed["pengukuran"]["berat_badan"] = json!(8.30);
     let (status, second, etag) = push(&s.gw, &s.key, &fixed, None).await;
     assert_eq!((status, etag.as_deref()), (202, Some("\"2\"")), "{second}");
-    assert_eq!((second["receipt"].as_str(), second["revision"].as_i64()), (Some(id.as_str()), Some(2)));
+    assert_eq!(
+        (second["receipt"].as_str(), second["revision"].as_i64()),
+        (Some(id.as_str()), Some(2))
+    );
 
     set_faults(&s.sandbox, json!({})).await;
-    let r = until(&s.gw, &s.key, &id, "delivered", |r| r["status"] == "delivered").await;
+    let r = until(&s.gw, &s.key, &id, "delivered", |r| {
+        r["status"] == "delivered"
+    })
+    .await;
     assert_eq!(r["delivered_revision"], 2, "{r}");
-    let outcomes: Vec<&str> = r["revisions"].as_array().unwrap().iter().map(|v| v["outcome"].as_str().unwrap()).collect();
+    let outcomes: Vec<&str> = r["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["outcome"].as_str().unwrap())
+        .collect();
     assert_eq!(outcomes, vec!["superseded", "delivered"], "{r}");
     let held = held(&s.sandbox).await;
     nothing_twice(&held);
@@ -169,7 +205,10 @@ async fn a_correction_after_delivery_updates_what_changed_and_retires_what_is_go
     let (status, body, _) = push(&s.gw, &s.key, &first, None).await;
     assert_eq!(status, 202, "{body}");
     let id = body["receipt"].as_str().unwrap().to_string();
-    until(&s.gw, &s.key, &id, "delivered", |r| r["status"] == "delivered").await;
+    until(&s.gw, &s.key, &id, "delivered", |r| {
+        r["status"] == "delivered"
+    })
+    .await;
     let before = held(&s.sandbox).await;
     let encounter_id = one(&before, "Encounter", "LC-2").unwrap()["id"].clone();
     let weight_id = one(&before, "Observation", "LC-2/berat-badan").unwrap()["id"].clone();
@@ -179,28 +218,57 @@ async fn a_correction_after_delivery_updates_what_changed_and_retires_what_is_go
     // not given after all.
     let mut second = record("LC-2");
     second["pengukuran"]["berat_badan"] = json!(8.30);
-    second["imunisasi"].as_array_mut().unwrap().retain(|i| i["antigen"] != "IPV");
+    second["imunisasi"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|i| i["antigen"] != "IPV");
     let (status, body, etag) = push(&s.gw, &s.key, &second, Some("\"1\"")).await;
     assert_eq!((status, etag.as_deref()), (202, Some("\"2\"")), "{body}");
-    let r = until(&s.gw, &s.key, &id, "revision 2 delivered", |r| r["delivered_revision"] == 2).await;
+    let r = until(&s.gw, &s.key, &id, "revision 2 delivered", |r| {
+        r["delivered_revision"] == 2
+    })
+    .await;
     assert_eq!(r["status"], "delivered");
     let changes = &r["revisions"][1]["changes"];
-    assert_eq!((changes["created"].as_i64(), changes["updated"].as_i64(), changes["retired"].as_i64()), (Some(1), Some(1), Some(1)), "{r}");
+    assert_eq!(
+        (
+            changes["created"].as_i64(),
+            changes["updated"].as_i64(),
+            changes["retired"].as_i64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{r}"
+    );
 
     let after = held(&s.sandbox).await;
     nothing_twice(&after);
     // Changed: PUT to the same id, a second version.
     let w = one(&after, "Observation", "LC-2/berat-badan").unwrap();
-    assert_eq!((w["id"].clone(), w["versionId"].as_str(), weight(w)), (weight_id, Some("2"), 8.30));
+    assert_eq!(
+        (w["id"].clone(), w["versionId"].as_str(), weight(w)),
+        (weight_id, Some("2"), 8.30)
+    );
     // New: created once.
-    assert_eq!(one(&after, "Observation", "LC-2/lila").unwrap()["versions"], 1);
+    assert_eq!(
+        one(&after, "Observation", "LC-2/lila").unwrap()["versions"],
+        1
+    );
     // Gone: entered-in-error, same id.
     let ipv = one(&after, "Immunization", "LC-2/imunisasi/IPV/2").unwrap();
-    assert_eq!((ipv["versions"].as_i64(), ipv["resource"]["status"].as_str()), (Some(2), Some("entered-in-error")));
+    assert_eq!(
+        (ipv["versions"].as_i64(), ipv["resource"]["status"].as_str()),
+        (Some(2), Some("entered-in-error"))
+    );
     // Unchanged: not sent again.
     let enc = one(&after, "Encounter", "LC-2").unwrap();
-    assert_eq!((enc["id"].clone(), enc["versions"].as_i64()), (encounter_id, Some(1)));
-    assert_eq!(one(&after, "Immunization", "LC-2/imunisasi/MR/1").unwrap()["versions"], 1);
+    assert_eq!(
+        (enc["id"].clone(), enc["versions"].as_i64()),
+        (encounter_id, Some(1))
+    );
+    assert_eq!(
+        one(&after, "Immunization", "LC-2/imunisasi/MR/1").unwrap()["versions"],
+        1
+    );
 
     // The facility's events: delivered, then corrected.
     let events: Value = client()
@@ -216,9 +284,18 @@ async fn a_correction_after_delivery_updates_what_changed_and_retires_what_is_go
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["type"].as_str().unwrap(), e["data"]["revision"].as_i64().unwrap()))
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["data"]["revision"].as_i64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(kinds, vec![("record.delivered", 1), ("record.corrected", 2)], "{events}");
+    assert_eq!(
+        kinds,
+        vec![("record.delivered", 1), ("record.corrected", 2)],
+        "{events}"
+    );
     let _ = &s.operator;
 }
 
@@ -241,27 +318,56 @@ async fn a_stale_if_match_is_refused() {
     assert_eq!(status, 412, "no such record: {oo}");
     let (status, oo, _) = push(&s.gw, &s.key, &v3, Some("soon")).await;
     assert_eq!(status, 400, "{oo}");
-    let r = until(&s.gw, &s.key, &id, "revision 2 delivered", |r| r["delivered_revision"] == 2).await;
+    let r = until(&s.gw, &s.key, &id, "revision 2 delivered", |r| {
+        r["delivered_revision"] == 2
+    })
+    .await;
     assert_eq!(r["revision"], 2, "the stale push changed nothing: {r}");
     let held = held(&s.sandbox).await;
-    assert_eq!(weight(one(&held, "Observation", "LC-3/berat-badan").unwrap()), 8.2);
+    assert_eq!(
+        weight(one(&held, "Observation", "LC-3/berat-badan").unwrap()),
+        8.2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_correction_racing_the_delivery_under_way_waits_for_it() {
     let s = start();
     // Slow upstream: the correction arrives while the first revision is on its way.
-    set_faults(&s.sandbox, json!({"latency_min_ms": 1500, "latency_max_ms": 1500})).await;
+    set_faults(
+        &s.sandbox,
+        json!({"latency_min_ms": 1500, "latency_max_ms": 1500}),
+    )
+    .await;
     let (_, body, _) = push(&s.gw, &s.key, &record("LC-4"), None).await;
     let id = body["receipt"].as_str().unwrap().to_string();
-    until(&s.gw, &s.key, &id, "delivering", |r| r["status"] == "delivering").await;
+    until(&s.gw, &s.key, &id, "delivering", |r| {
+        r["status"] == "delivering"
+    })
+    .await;
     let mut fixed = record("LC-4");
     fixed["pengukuran"]["berat_badan"] = json!(8.55);
     let (status, body, _) = push(&s.gw, &s.key, &fixed, None).await;
-    assert_eq!((status, body["revision"].as_i64()), (202, Some(2)), "{body}");
-    let r = until(&s.gw, &s.key, &id, "revision 2 delivered", |r| r["delivered_revision"] == 2).await;
-    let outcomes: Vec<&str> = r["revisions"].as_array().unwrap().iter().map(|v| v["outcome"].as_str().unwrap()).collect();
-    assert_eq!(outcomes, vec!["delivered", "delivered"], "one after the other: {r}");
+    assert_eq!(
+        (status, body["revision"].as_i64()),
+        (202, Some(2)),
+        "{body}"
+    );
+    let r = until(&s.gw, &s.key, &id, "revision 2 delivered", |r| {
+        r["delivered_revision"] == 2
+    })
+    .await;
+    let outcomes: Vec<&str> = r["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec!["delivered", "delivered"],
+        "one after the other: {r}"
+    );
     let held = held(&s.sandbox).await;
     nothing_twice(&held);
     let w = one(&held, "Observation", "LC-4/berat-badan").unwrap();
@@ -276,22 +382,38 @@ async fn cancellation_before_and_after_delivery() {
     set_faults(&s.sandbox, json!({"error_rate": 1.0})).await;
     let (_, body, _) = push(&s.gw, &s.key, &record("LC-5"), None).await;
     let early = body["receipt"].as_str().unwrap().to_string();
-    until(&s.gw, &s.key, &early, "retrying", |r| r["status"] == "retrying").await;
+    until(&s.gw, &s.key, &early, "retrying", |r| {
+        r["status"] == "retrying"
+    })
+    .await;
     let (status, r) = cancel(&s.gw, &s.key, "LC-5", "anak yang salah").await;
-    assert_eq!((status, r["status"].as_str()), (200, Some("cancelled")), "{r}");
+    assert_eq!(
+        (status, r["status"].as_str()),
+        (200, Some("cancelled")),
+        "{r}"
+    );
     set_faults(&s.sandbox, json!({})).await;
 
     // After delivery: each resource becomes entered-in-error.
     let (_, body, _) = push(&s.gw, &s.key, &record("LC-6"), None).await;
     let late = body["receipt"].as_str().unwrap().to_string();
-    until(&s.gw, &s.key, &late, "delivered", |r| r["status"] == "delivered").await;
+    until(&s.gw, &s.key, &late, "delivered", |r| {
+        r["status"] == "delivered"
+    })
+    .await;
     let (status, r) = cancel(&s.gw, &s.key, "LC-6", "kunjungan tercatat dua kali").await;
     assert_eq!(status, 202, "{r}");
-    let r = until(&s.gw, &s.key, &late, "cancelled", |r| r["status"] == "cancelled").await;
+    let r = until(&s.gw, &s.key, &late, "cancelled", |r| {
+        r["status"] == "cancelled"
+    })
+    .await;
     assert_eq!(r["cancellation"]["reason"], "kunjungan tercatat dua kali");
     // Twice is harmless; a correction cannot revive it; no reason is refused.
     let (status, again) = cancel(&s.gw, &s.key, "LC-6", "lagi").await;
-    assert_eq!((status, again["cancellation"]["reason"].as_str()), (200, Some("kunjungan tercatat dua kali")));
+    assert_eq!(
+        (status, again["cancellation"]["reason"].as_str()),
+        (200, Some("kunjungan tercatat dua kali"))
+    );
     let mut changed = record("LC-6");
     changed["pengukuran"]["berat_badan"] = json!(9.0);
     assert_eq!(push(&s.gw, &s.key, &changed, None).await.0, 409);
@@ -307,7 +429,10 @@ async fn cancellation_before_and_after_delivery() {
 
     let held = held(&s.sandbox).await;
     nothing_twice(&held);
-    assert!(one(&held, "Encounter", "LC-5").is_none(), "nothing of the early one was sent");
+    assert!(
+        one(&held, "Encounter", "LC-5").is_none(),
+        "nothing of the early one was sent"
+    );
     let owned: Vec<&Value> = held
         .iter()
         .filter(|((_, ident), _)| ident.ends_with("|LC-6") || ident.contains("|LC-6/"))
@@ -337,9 +462,15 @@ async fn a_refused_partly_stored_record_is_corrected_through_a_lagging_search() 
     // SATUSEHAT's error in the facility's terms: rule, text, and the field of its record.
     let error = &dead["errors"][0];
     assert_eq!(error["rule"], 10103, "{dead}");
-    assert!(error["text"].as_str().unwrap().contains("Code not found"), "{dead}");
     assert!(
-        error["record_fields"].as_array().unwrap().contains(&json!("/pengukuran/lingkar_kepala")),
+        error["text"].as_str().unwrap().contains("Code not found"),
+        "{dead}"
+    );
+    assert!(
+        error["record_fields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("/pengukuran/lingkar_kepala")),
         "{dead}"
     );
     let listed: Value = client()
@@ -351,13 +482,22 @@ async fn a_refused_partly_stored_record_is_corrected_through_a_lagging_search() 
         .json()
         .await
         .unwrap();
-    assert_eq!(listed["receipts"][0]["errors"][0]["rule"], 10103, "{listed}");
+    assert_eq!(
+        listed["receipts"][0]["errors"][0]["rule"], 10103,
+        "{listed}"
+    );
     let stored = held(&s.sandbox).await;
-    assert!(one(&stored, "Encounter", "LC-7").is_some(), "the refused transaction left its Encounter");
+    assert!(
+        one(&stored, "Encounter", "LC-7").is_some(),
+        "the refused transaction left its Encounter"
+    );
 
     // The correction: no head circumference.
     let mut fixed = record("LC-7");
-    fixed["pengukuran"].as_object_mut().unwrap().remove("lingkar_kepala");
+    fixed["pengukuran"]
+        .as_object_mut()
+        .unwrap()
+        .remove("lingkar_kepala");
     fixed["pengukuran"]["berat_badan"] = json!(8.25);
     assert_eq!(push(&s.gw, &s.key, &fixed, None).await.0, 202);
     // 20002, and the search finds nothing: retried, not dead.
@@ -367,20 +507,31 @@ async fn a_refused_partly_stored_record_is_corrected_through_a_lagging_search() 
             .as_array()
             .unwrap()
             .iter()
-            .any(|a| a["result"] == "retry" && a["detail"].as_str().is_some_and(|d| d.contains("20002")))
+            .any(|a| {
+                a["result"] == "retry" && a["detail"].as_str().is_some_and(|d| d.contains("20002"))
+            })
             .then_some(())
     })
     .await;
     assert_ne!(receipt(&s.gw.url, &s.key, &id).await["status"], "dead");
     // The search catches up.
     set_faults(&s.sandbox, json!({})).await;
-    let r = until(&s.gw, &s.key, &id, "delivered", |r| r["status"] == "delivered").await;
+    let r = until(&s.gw, &s.key, &id, "delivered", |r| {
+        r["status"] == "delivered"
+    })
+    .await;
     assert_eq!(r["revisions"][0]["closed"], "corrected", "{r}");
     let held = held(&s.sandbox).await;
     nothing_twice(&held);
     let enc = one(&held, "Encounter", "LC-7").unwrap();
-    assert_eq!(enc["versions"], 2, "found and updated with the correction: {enc}");
-    assert_eq!(weight(one(&held, "Observation", "LC-7/berat-badan").unwrap()), 8.25);
+    assert_eq!(
+        enc["versions"], 2,
+        "found and updated with the correction: {enc}"
+    );
+    assert_eq!(
+        weight(one(&held, "Observation", "LC-7/berat-badan").unwrap()),
+        8.25
+    );
     assert!(one(&held, "Observation", "LC-7/lingkar-kepala").is_none());
 }
 
@@ -402,7 +553,12 @@ async fn the_facility_lists_its_own_records() {
     let cfg = s._dir.path().join("gerbang.toml");
     let other = add_facility(&cfg, "pkm-other", ORG);
     for i in 0..3 {
-        assert_eq!(push(&s.gw, &s.key, &record(&format!("LC-L{i}")), None).await.0, 202);
+        assert_eq!(
+            push(&s.gw, &s.key, &record(&format!("LC-L{i}")), None)
+                .await
+                .0,
+            202
+        );
     }
     assert_eq!(push(&s.gw, &other, &record("LC-OTHER"), None).await.0, 202);
     let mut seen = Vec::new();

@@ -376,9 +376,15 @@ async fn corrections_through_three_instances_with_one_killed_end_with_the_latest
 
     // Revision 1 of each record, through all three.
     const N: usize = 24;
+    let weight = |i: usize, revision: usize| 8.0 + (i as f64) / 100.0 + (revision as f64) / 1000.0;
+    let revision_of = |i: usize, revision: usize| {
+        let mut r = record(&format!("SC-{i:02}"));
+        r["pengukuran"]["berat_badan"] = json!(weight(i, revision));
+        r
+    };
     let mut receipts = Vec::new();
     for i in 0..N {
-        let (status, body) = ingest(&urls[i % 3], &key, &record(&format!("SC-{i:02}"))).await;
+        let (status, body) = ingest(&urls[i % 3], &key, &revision_of(i, 1)).await;
         assert_eq!(status, 202, "{body}");
         receipts.push(body["receipt"].as_str().unwrap().to_string());
     }
@@ -394,7 +400,6 @@ async fn corrections_through_three_instances_with_one_killed_end_with_the_latest
     sandbox
         .set_faults(json!({"latency_min_ms": 300, "latency_max_ms": 700}))
         .await;
-    let weight = |i: usize, revision: usize| 8.0 + (i as f64) / 100.0 + (revision as f64) / 1000.0;
     // What each record's latest acknowledged revision says its weight is.
     let mut latest: HashMap<usize, f64> = (0..N).map(|i| (i, weight(i, 1))).collect();
     let victim_leases = format!(
@@ -403,8 +408,7 @@ async fn corrections_through_three_instances_with_one_killed_end_with_the_latest
     let mut killed = false;
     for revision in 2..=3 {
         for i in 0..N {
-            let mut r = record(&format!("SC-{i:02}"));
-            r["pengukuran"]["berat_badan"] = json!(weight(i, revision));
+            let r = revision_of(i, revision);
             let url = &urls[i % 3];
             if killed && url == &victim.url {
                 continue;
@@ -413,7 +417,11 @@ async fn corrections_through_three_instances_with_one_killed_end_with_the_latest
             assert_eq!(status, 202, "{body}");
             latest.insert(i, weight(i, revision));
             if !killed && (revision == 3 || i >= N / 2) {
-                let held: i64 = db.query_one(victim_leases.as_str(), &[]).await.unwrap().get(0);
+                let held: i64 = db
+                    .query_one(victim_leases.as_str(), &[])
+                    .await
+                    .unwrap()
+                    .get(0);
                 if held >= 1 {
                     victim.proc.kill();
                     killed = true;
@@ -422,13 +430,17 @@ async fn corrections_through_three_instances_with_one_killed_end_with_the_latest
         }
     }
     if !killed {
-        eventually(Duration::from_secs(60), "the victim delivering a correction", || {
-            let (db, q) = (&db, &victim_leases);
-            async move {
-                let held: i64 = db.query_one(q.as_str(), &[]).await.unwrap().get(0);
-                (held >= 1).then_some(())
-            }
-        })
+        eventually(
+            Duration::from_secs(60),
+            "the victim delivering a correction",
+            || {
+                let (db, q) = (&db, &victim_leases);
+                async move {
+                    let held: i64 = db.query_one(q.as_str(), &[]).await.unwrap().get(0);
+                    (held >= 1).then_some(())
+                }
+            },
+        )
         .await;
         victim.proc.kill();
     }
@@ -438,13 +450,18 @@ async fn corrections_through_three_instances_with_one_killed_end_with_the_latest
 
     // Every record ends with its latest revision delivered, as seen through a survivor.
     for id in &receipts {
-        eventually(Duration::from_secs(120), "the latest revision delivered", || {
-            let (url, key, id) = (survivors[0].url.clone(), key.clone(), id.clone());
-            async move {
-                let r = receipt(&url, &key, &id).await;
-                (r["status"] == "delivered" && r["delivered_revision"] == r["revision"]).then_some(())
-            }
-        })
+        eventually(
+            Duration::from_secs(120),
+            "the latest revision delivered",
+            || {
+                let (url, key, id) = (survivors[0].url.clone(), key.clone(), id.clone());
+                async move {
+                    let r = receipt(&url, &key, &id).await;
+                    (r["status"] == "delivered" && r["delivered_revision"] == r["revision"])
+                        .then_some(())
+                }
+            },
+        )
         .await;
     }
     let v: serde_json::Value = client()
@@ -458,7 +475,10 @@ async fn corrections_through_three_instances_with_one_killed_end_with_the_latest
     let mut holders: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
     for r in v["resources"].as_array().unwrap() {
         for i in r["identifiers"].as_array().unwrap() {
-            holders.entry(i.as_str().unwrap().to_string()).or_default().push(r.clone());
+            holders
+                .entry(i.as_str().unwrap().to_string())
+                .or_default()
+                .push(r.clone());
         }
     }
     for (ident, items) in &holders {

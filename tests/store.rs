@@ -98,9 +98,15 @@ async fn accept_is_durable_idempotent_and_takes_revisions(s: Arc<Store>) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((known.receipt_id.as_str(), known.revision), (id.as_str(), 1));
+    assert_eq!(
+        (known.receipt_id.as_str(), known.revision),
+        (id.as_str(), 1)
+    );
     let r = s.receipt(&id).await.unwrap().unwrap();
-    assert_eq!((r.status, r.revision, r.sending_revision), (Status::Queued, 1, Some(1)));
+    assert_eq!(
+        (r.status, r.revision, r.sending_revision),
+        (Status::Queued, 1, Some(1))
+    );
     let p = s.payload(&id).await.unwrap().unwrap();
     assert_eq!(
         serde_json::to_string(&p.raw).unwrap(),
@@ -135,7 +141,10 @@ async fn accept_is_durable_idempotent_and_takes_revisions(s: Arc<Store>) {
     );
     let mut current = record("K-1", "third");
     current.if_match = Some(2);
-    assert!(matches!(s.accept(current).await.unwrap(), Accepted::Revised { revision: 3, .. }));
+    assert!(matches!(
+        s.accept(current).await.unwrap(),
+        Accepted::Revised { revision: 3, .. }
+    ));
     let mut nothing = record("K-none", "x");
     nothing.if_match = Some(1);
     assert_eq!(
@@ -145,7 +154,10 @@ async fn accept_is_durable_idempotent_and_takes_revisions(s: Arc<Store>) {
             revision: None
         }
     );
-    assert!(s.receipt_events(&id).await.unwrap().is_empty(), "acceptance is answered by the 202, not an event");
+    assert!(
+        s.receipt_events(&id).await.unwrap().is_empty(),
+        "acceptance is answered by the 202, not an event"
+    );
 }
 
 /// Before delivery the newest revision replaces the one waiting: only it is leased, and the
@@ -156,14 +168,39 @@ async fn a_waiting_revision_is_replaced(s: Arc<Store>) {
     let l = lease_one(&s, "A", ORG, LONG).await;
     assert_eq!((l.revision, l.held.is_none()), (Some(2), true));
     assert_eq!(l.bundle, Some(bundle("W-1/second")));
-    assert!(s.complete(&id, &l.token, 2_000, 3_000, delivered(json!([{"fullUrl": "urn:uuid:e", "resourceType": "Encounter", "id": "e1"}]))).await.unwrap());
-    let outcomes: Vec<(i64, String)> = s.revisions(&id).await.unwrap().into_iter().map(|r| (r.revision, r.outcome)).collect();
-    assert_eq!(outcomes, vec![(1, "superseded".into()), (2, "delivered".into())]);
+    assert!(
+        s.complete(
+            &id,
+            &l.token,
+            2_000,
+            3_000,
+            delivered(json!([{"fullUrl": "urn:uuid:e", "resourceType": "Encounter", "id": "e1"}]))
+        )
+        .await
+        .unwrap()
+    );
+    let outcomes: Vec<(i64, String)> = s
+        .revisions(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.revision, r.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![(1, "superseded".into()), (2, "delivered".into())]
+    );
     let r = s.receipt(&id).await.unwrap().unwrap();
-    assert_eq!((r.status, r.delivered_revision), (Status::Delivered, Some(2)));
+    assert_eq!(
+        (r.status, r.delivered_revision),
+        (Status::Delivered, Some(2))
+    );
     let events = s.receipt_events(&id).await.unwrap();
     assert_eq!(events.len(), 1);
-    assert_eq!((events[0].kind, events[0].revision), (EventKind::Delivered, Some(2)));
+    assert_eq!(
+        (events[0].kind, events[0].revision),
+        (EventKind::Delivered, Some(2))
+    );
 }
 
 /// After delivery a revision is an update, leased with what SATUSEHAT holds.
@@ -171,14 +208,27 @@ async fn a_delivered_record_is_corrected_by_an_update(s: Arc<Store>) {
     let id = accept(&s, "U-1").await;
     let ids = json!([{"fullUrl": "urn:uuid:e", "resourceType": "Encounter", "id": "e1"}]);
     let l = lease_one(&s, "A", ORG, LONG).await;
-    assert!(s.complete(&id, &l.token, 2_000, 3_000, delivered(ids.clone())).await.unwrap());
-    assert!(matches!(s.accept(record("U-1", "fixed")).await.unwrap(), Accepted::Revised { revision: 2, .. }));
-    assert_eq!(s.receipt(&id).await.unwrap().unwrap().status, Status::Queued);
+    assert!(
+        s.complete(&id, &l.token, 2_000, 3_000, delivered(ids.clone()))
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        s.accept(record("U-1", "fixed")).await.unwrap(),
+        Accepted::Revised { revision: 2, .. }
+    ));
+    assert_eq!(
+        s.receipt(&id).await.unwrap().unwrap().status,
+        Status::Queued
+    );
     let l = lease_one(&s, "A", ORG, LONG).await;
     assert_eq!(l.revision, Some(2));
     assert_eq!(l.attempts, 1, "a correction has a fresh retry budget");
     let held = l.held.clone().expect("SATUSEHAT holds revision 1");
-    assert_eq!((held.revision, held.bundle, held.server_ids), (1, Some(bundle("U-1/U-1")), ids.clone()));
+    assert_eq!(
+        (held.revision, held.bundle, held.server_ids),
+        (1, Some(bundle("U-1/U-1")), ids.clone())
+    );
     let done = Completion::Delivered {
         server_ids: ids,
         duplicate: false,
@@ -186,10 +236,19 @@ async fn a_delivered_record_is_corrected_by_an_update(s: Arc<Store>) {
     };
     assert!(s.complete(&id, &l.token, 4_000, 5_000, done).await.unwrap());
     let r = s.receipt(&id).await.unwrap().unwrap();
-    assert_eq!((r.status, r.revision, r.delivered_revision), (Status::Delivered, 2, Some(2)));
+    assert_eq!(
+        (r.status, r.revision, r.delivered_revision),
+        (Status::Delivered, 2, Some(2))
+    );
     let revs = s.revisions(&id).await.unwrap();
     assert_eq!(revs[1].changes.as_ref().unwrap()["updated"], 1);
-    let kinds: Vec<EventKind> = s.receipt_events(&id).await.unwrap().iter().map(|e| e.kind).collect();
+    let kinds: Vec<EventKind> = s
+        .receipt_events(&id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect();
     assert_eq!(kinds, vec![EventKind::Delivered, EventKind::Corrected]);
     // Pullers see the corrected record again, at a new position.
     let feed = s.feed(&page(None, 0, None, 10)).await.unwrap();
@@ -205,13 +264,32 @@ async fn a_correction_waits_for_the_delivery_under_way(s: Arc<Store>) {
     let l = lease_one(&s, "A", ORG, LONG).await;
     s.accept(record("R-1", "meanwhile")).await.unwrap();
     let r = s.receipt(&id).await.unwrap().unwrap();
-    assert_eq!((r.status, r.revision, r.sending_revision), (Status::Delivering, 2, Some(1)));
-    assert!(s.lease_due("B", ORG, LONG, 10, 2_000).await.unwrap().is_empty(), "still held");
-    assert!(s.complete(&id, &l.token, 2_000, 3_000, delivered(json!([]))).await.unwrap());
+    assert_eq!(
+        (r.status, r.revision, r.sending_revision),
+        (Status::Delivering, 2, Some(1))
+    );
+    assert!(
+        s.lease_due("B", ORG, LONG, 10, 2_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "still held"
+    );
+    assert!(
+        s.complete(&id, &l.token, 2_000, 3_000, delivered(json!([])))
+            .await
+            .unwrap()
+    );
     let r = s.receipt(&id).await.unwrap().unwrap();
-    assert_eq!((r.status, r.delivered_revision, r.sending_revision), (Status::Queued, Some(1), Some(2)));
+    assert_eq!(
+        (r.status, r.delivered_revision, r.sending_revision),
+        (Status::Queued, Some(1), Some(2))
+    );
     let next = lease_one(&s, "B", ORG, LONG).await;
-    assert_eq!((next.revision, next.held.map(|h| h.revision)), (Some(2), Some(1)));
+    assert_eq!(
+        (next.revision, next.held.map(|h| h.revision)),
+        (Some(2), Some(1))
+    );
 
     // The same when the attempt under way fails: the waiting revision goes instead, and the
     // failed one is superseded, never retried.
@@ -219,10 +297,20 @@ async fn a_correction_waits_for_the_delivery_under_way(s: Arc<Store>) {
     let l = lease_one(&s, "A", ORG, LONG).await;
     assert_eq!(l.receipt_id, other);
     s.accept(record("R-2", "meanwhile")).await.unwrap();
-    assert!(s.complete(&other, &l.token, 2_000, 3_000, retry_in(60_000)).await.unwrap());
+    assert!(
+        s.complete(&other, &l.token, 2_000, 3_000, retry_in(60_000))
+            .await
+            .unwrap()
+    );
     let r = s.receipt(&other).await.unwrap().unwrap();
     assert_eq!((r.status, r.sending_revision), (Status::Queued, Some(2)));
-    let outcomes: Vec<String> = s.revisions(&other).await.unwrap().into_iter().map(|r| r.outcome).collect();
+    let outcomes: Vec<String> = s
+        .revisions(&other)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.outcome)
+        .collect();
     assert_eq!(outcomes, vec!["superseded", "pending"]);
 }
 
@@ -230,65 +318,196 @@ async fn a_correction_waits_for_the_delivery_under_way(s: Arc<Store>) {
 async fn a_refused_record_is_corrected_afresh(s: Arc<Store>) {
     let id = accept(&s, "D-1").await;
     let l = lease_one(&s, "A", ORG, LONG).await;
-    assert!(s.complete(&id, &l.token, 2_000, 3_000, refused(10117)).await.unwrap());
+    assert!(
+        s.complete(&id, &l.token, 2_000, 3_000, refused(10117))
+            .await
+            .unwrap()
+    );
     assert_eq!(s.receipt(&id).await.unwrap().unwrap().status, Status::Dead);
     let events = s.receipt_events(&id).await.unwrap();
     assert_eq!(events[0].kind, EventKind::Refused);
-    assert!(events[0].data["outcome"]["issue"][0]["details"]["text"].as_str().unwrap().contains("10117"));
+    assert!(
+        events[0].data["outcome"]["issue"][0]["details"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("10117")
+    );
 
     s.accept(record("D-1", "fixed")).await.unwrap();
     let r = s.receipt(&id).await.unwrap().unwrap();
-    assert_eq!((r.status, r.upstream_outcome.is_none()), (Status::Queued, true));
+    assert_eq!(
+        (r.status, r.upstream_outcome.is_none()),
+        (Status::Queued, true)
+    );
     let revs = s.revisions(&id).await.unwrap();
-    assert_eq!((revs[0].outcome.as_str(), revs[0].closed.as_deref()), ("refused", Some("corrected")));
+    assert_eq!(
+        (revs[0].outcome.as_str(), revs[0].closed.as_deref()),
+        ("refused", Some("corrected"))
+    );
     let l = lease_one(&s, "A", ORG, LONG).await;
-    assert_eq!((l.revision, l.held.is_none()), (Some(2), true), "afresh: SATUSEHAT holds nothing");
-    assert!(s.complete(&id, &l.token, 2_000, 3_000, delivered(json!([]))).await.unwrap());
-    let kinds: Vec<EventKind> = s.receipt_events(&id).await.unwrap().iter().map(|e| e.kind).collect();
+    assert_eq!(
+        (l.revision, l.held.is_none()),
+        (Some(2), true),
+        "afresh: SATUSEHAT holds nothing"
+    );
+    assert!(
+        s.complete(&id, &l.token, 2_000, 3_000, delivered(json!([])))
+            .await
+            .unwrap()
+    );
+    let kinds: Vec<EventKind> = s
+        .receipt_events(&id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect();
     assert_eq!(kinds, vec![EventKind::Refused, EventKind::Delivered]);
 }
 
 async fn cancellation_before_and_after_delivery(s: Arc<Store>) {
     // Not delivered yet: ends at once, nothing to send.
     let early = accept(&s, "C-1").await;
-    let c = s.cancel("pkm-1", "posyandu.balita", "C-1", "wrong child", "facility:pkm-1", 5_000).await.unwrap().unwrap();
-    assert_eq!(c, Cancelled { receipt_id: early.clone(), already: false });
+    let c = s
+        .cancel(
+            "pkm-1",
+            "posyandu.balita",
+            "C-1",
+            "wrong child",
+            "facility:pkm-1",
+            5_000,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        c,
+        Cancelled {
+            receipt_id: early.clone(),
+            already: false
+        }
+    );
     let r = s.receipt(&early).await.unwrap().unwrap();
-    assert_eq!((r.status, r.cancel_reason.as_deref(), r.cancelled_at), (Status::Cancelled, Some("wrong child"), Some(5_000)));
-    assert!(s.lease_due("A", ORG, LONG, 10, 2_000).await.unwrap().is_empty(), "nothing is sent");
+    assert_eq!(
+        (r.status, r.cancel_reason.as_deref(), r.cancelled_at),
+        (Status::Cancelled, Some("wrong child"), Some(5_000))
+    );
+    assert!(
+        s.lease_due("A", ORG, LONG, 10, 2_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing is sent"
+    );
     // Twice is harmless; a changed record no longer revives it.
-    let again = s.cancel("pkm-1", "posyandu.balita", "C-1", "again", "facility:pkm-1", 6_000).await.unwrap().unwrap();
+    let again = s
+        .cancel(
+            "pkm-1",
+            "posyandu.balita",
+            "C-1",
+            "again",
+            "facility:pkm-1",
+            6_000,
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert!(again.already);
-    assert_eq!(s.receipt(&early).await.unwrap().unwrap().cancel_reason.as_deref(), Some("wrong child"));
-    assert_eq!(s.accept(record("C-1", "changed")).await.unwrap(), Accepted::Cancelled { receipt_id: early.clone() });
-    assert!(s.cancel("pkm-1", "posyandu.balita", "nope", "x", "facility:pkm-1", 1).await.unwrap().is_none());
+    assert_eq!(
+        s.receipt(&early)
+            .await
+            .unwrap()
+            .unwrap()
+            .cancel_reason
+            .as_deref(),
+        Some("wrong child")
+    );
+    assert_eq!(
+        s.accept(record("C-1", "changed")).await.unwrap(),
+        Accepted::Cancelled {
+            receipt_id: early.clone()
+        }
+    );
+    assert!(
+        s.cancel("pkm-1", "posyandu.balita", "nope", "x", "facility:pkm-1", 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Delivered: queued as work of its own (no revision), with what SATUSEHAT holds.
     let late = accept(&s, "C-2").await;
     let ids = json!([{"fullUrl": "urn:uuid:e", "resourceType": "Encounter", "id": "e2"}]);
     let l = lease_one(&s, "A", ORG, LONG).await;
-    assert!(s.complete(&late, &l.token, 2_000, 3_000, delivered(ids.clone())).await.unwrap());
-    s.cancel("pkm-1", "posyandu.balita", "C-2", "duplicate visit", "facility:pkm-1", 7_000).await.unwrap();
+    assert!(
+        s.complete(&late, &l.token, 2_000, 3_000, delivered(ids.clone()))
+            .await
+            .unwrap()
+    );
+    s.cancel(
+        "pkm-1",
+        "posyandu.balita",
+        "C-2",
+        "duplicate visit",
+        "facility:pkm-1",
+        7_000,
+    )
+    .await
+    .unwrap();
     let l = lease_one(&s, "A", ORG, LONG).await;
     assert_eq!((l.revision, l.bundle.is_none()), (None, true));
     assert_eq!(l.held.as_ref().unwrap().server_ids, ids);
-    assert_eq!(s.receipt(&late).await.unwrap().unwrap().status, Status::Delivering);
-    assert!(s.complete(&late, &l.token, 8_000, 9_000, delivered(ids)).await.unwrap());
+    assert_eq!(
+        s.receipt(&late).await.unwrap().unwrap().status,
+        Status::Delivering
+    );
+    assert!(
+        s.complete(&late, &l.token, 8_000, 9_000, delivered(ids))
+            .await
+            .unwrap()
+    );
     let r = s.receipt(&late).await.unwrap().unwrap();
     assert_eq!((r.status, r.cancelled_at), (Status::Cancelled, Some(9_000)));
-    let kinds: Vec<EventKind> = s.receipt_events(&late).await.unwrap().iter().map(|e| e.kind).collect();
+    let kinds: Vec<EventKind> = s
+        .receipt_events(&late)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect();
     assert_eq!(kinds, vec![EventKind::Delivered, EventKind::Cancelled]);
     // Pullers see it again, as cancelled.
     let feed = s.feed(&page(None, 0, None, 10)).await.unwrap();
-    assert_eq!(feed.iter().map(|i| (i.receipt_id.as_str(), i.cancelled)).collect::<Vec<_>>(), vec![(late.as_str(), true)]);
+    assert_eq!(
+        feed.iter()
+            .map(|i| (i.receipt_id.as_str(), i.cancelled))
+            .collect::<Vec<_>>(),
+        vec![(late.as_str(), true)]
+    );
 
     // Cancelled while a delivery is under way: the delivery ends first, then the
     // cancellation goes.
     let racing = accept(&s, "C-3").await;
     let l = lease_one(&s, "A", ORG, LONG).await;
-    s.cancel("pkm-1", "posyandu.balita", "C-3", "entered twice", "facility:pkm-1", 7_000).await.unwrap();
-    assert_eq!(s.receipt(&racing).await.unwrap().unwrap().status, Status::Delivering);
-    assert!(s.complete(&racing, &l.token, 2_000, 3_000, delivered(json!([]))).await.unwrap());
+    s.cancel(
+        "pkm-1",
+        "posyandu.balita",
+        "C-3",
+        "entered twice",
+        "facility:pkm-1",
+        7_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.receipt(&racing).await.unwrap().unwrap().status,
+        Status::Delivering
+    );
+    assert!(
+        s.complete(&racing, &l.token, 2_000, 3_000, delivered(json!([])))
+            .await
+            .unwrap()
+    );
     let l = lease_one(&s, "A", ORG, LONG).await;
     assert_eq!((l.receipt_id.as_str(), l.revision), (racing.as_str(), None));
 }
@@ -301,24 +520,58 @@ async fn leases_are_exclusive_and_fenced_by_token(s: Arc<Store>) {
     let b = lease_one(&s, "B", ORG, LONG).await;
     assert_eq!(b.attempts, 2);
     assert_ne!(a.token, b.token);
-    assert!(s.lease_due("C", ORG, LONG, 10, 2_000).await.unwrap().is_empty(), "held by B");
+    assert!(
+        s.lease_due("C", ORG, LONG, 10, 2_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "held by B"
+    );
     for late in [delivered(json!([])), retry_in(1), refused(10117)] {
-        assert!(!s.complete(&id, &a.token, 2_000, 21_000, late).await.unwrap());
+        assert!(
+            !s.complete(&id, &a.token, 2_000, 21_000, late)
+                .await
+                .unwrap()
+        );
     }
-    assert!(s.complete(&id, &b.token, 20_000, 21_000, delivered(json!([{"resourceType": "Encounter", "id": "e1"}]))).await.unwrap());
+    assert!(
+        s.complete(
+            &id,
+            &b.token,
+            20_000,
+            21_000,
+            delivered(json!([{"resourceType": "Encounter", "id": "e1"}]))
+        )
+        .await
+        .unwrap()
+    );
     let r = s.receipt(&id).await.unwrap().unwrap();
     assert_eq!(r.status, Status::Delivered);
     assert_eq!(r.server_ids.unwrap()[0]["id"], "e1");
     let attempts = s.attempts(&id).await.unwrap();
-    assert_eq!(attempts.iter().map(|a| (a.attempt, a.result.as_str(), a.revision)).collect::<Vec<_>>(), vec![(2, "delivered", Some(1))]);
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| (a.attempt, a.result.as_str(), a.revision))
+            .collect::<Vec<_>>(),
+        vec![(2, "delivered", Some(1))]
+    );
 
     // A lease the same owner took again after its own expired is a new lease: the old token
     // is refused even though the owner is the same.
     let id = accept(&s, "K-2b").await;
     let first = lease_one(&s, "A", ORG, EXPIRED).await;
     let second = lease_one(&s, "A", ORG, LONG).await;
-    assert!(!s.complete(&id, &first.token, 1, 2, delivered(json!([]))).await.unwrap());
-    assert!(s.complete(&id, &second.token, 1, 2, delivered(json!([]))).await.unwrap());
+    assert!(
+        !s.complete(&id, &first.token, 1, 2, delivered(json!([])))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.complete(&id, &second.token, 1, 2, delivered(json!([])))
+            .await
+            .unwrap()
+    );
 }
 
 /// The heartbeat keeps a lease; a lease not renewed expires and moves.
@@ -326,32 +579,71 @@ async fn leases_are_renewed_by_heartbeat(s: Arc<Store>) {
     let id = accept(&s, "H-1").await;
     let l = lease_one(&s, "A", ORG, EXPIRED).await;
     // Renewed before anyone took it over: held again, for as long as asked.
-    assert_eq!(s.renew_leases(vec![(id.clone(), l.token.clone()), (id.clone(), "someone-else/1".into())], LONG).await.unwrap(), vec![true, false]);
-    assert!(s.lease_due("B", ORG, LONG, 10, 2_000).await.unwrap().is_empty(), "renewed");
+    assert_eq!(
+        s.renew_leases(
+            vec![
+                (id.clone(), l.token.clone()),
+                (id.clone(), "someone-else/1".into())
+            ],
+            LONG
+        )
+        .await
+        .unwrap(),
+        vec![true, false]
+    );
+    assert!(
+        s.lease_due("B", ORG, LONG, 10, 2_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "renewed"
+    );
     let due = s.next_due_in().await.unwrap().unwrap();
-    assert!(due > LONG - 60_000 && due <= LONG, "the lease ends in about {LONG} ms, not {due}");
+    assert!(
+        due > LONG - 60_000 && due <= LONG,
+        "the lease ends in about {LONG} ms, not {due}"
+    );
 }
 
 async fn retries_wait_for_their_time(s: Arc<Store>) {
     let id = accept(&s, "K-3").await;
     let l = lease_one(&s, "A", ORG, LONG).await;
-    assert!(s.complete(&id, &l.token, 2_000, 3_000, retry_in(3_600_000)).await.unwrap());
+    assert!(
+        s.complete(&id, &l.token, 2_000, 3_000, retry_in(3_600_000))
+            .await
+            .unwrap()
+    );
     let r = s.receipt(&id).await.unwrap().unwrap();
     assert_eq!(r.status, Status::Retrying);
     assert!(r.last_error.unwrap().contains("503"));
     let due = s.next_due_in().await.unwrap().unwrap();
-    assert!(due > 3_500_000 && due <= 3_600_000, "due in an hour, not {due} ms");
+    assert!(
+        due > 3_500_000 && due <= 3_600_000,
+        "due in an hour, not {due} ms"
+    );
     assert!(s.due_organizations().await.unwrap().is_empty());
-    assert!(s.lease_due("A", ORG, LONG, 10, 2_000).await.unwrap().is_empty());
+    assert!(
+        s.lease_due("A", ORG, LONG, 10, 2_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // A retry due now is leased at once.
     let id2 = accept(&s, "K-3b").await;
     let l = lease_one(&s, "A", ORG, LONG).await;
-    assert!(s.complete(&id2, &l.token, 2_000, 3_000, retry_in(-1)).await.unwrap());
+    assert!(
+        s.complete(&id2, &l.token, 2_000, 3_000, retry_in(-1))
+            .await
+            .unwrap()
+    );
     assert_eq!(s.due_organizations().await.unwrap(), vec![ORG.to_string()]);
     let again = lease_one(&s, "A", ORG, LONG).await;
     assert_eq!((again.receipt_id, again.attempts), (id2.clone(), 2));
     let attempts = s.attempts(&id2).await.unwrap();
-    assert_eq!((attempts[0].result.as_str(), attempts[0].http_status), ("retry", Some(503)));
+    assert_eq!(
+        (attempts[0].result.as_str(), attempts[0].http_status),
+        ("retry", Some(503))
+    );
 }
 
 async fn dead_letters_are_listed_requeued_and_discarded(s: Arc<Store>) {
@@ -359,7 +651,11 @@ async fn dead_letters_are_listed_requeued_and_discarded(s: Arc<Store>) {
     for k in ["K-4", "K-5", "K-6"] {
         let id = accept(&s, k).await;
         let l = lease_one(&s, "A", ORG, LONG).await;
-        assert!(s.complete(&id, &l.token, 2_000, 3_000, refused(10117)).await.unwrap());
+        assert!(
+            s.complete(&id, &l.token, 2_000, 3_000, refused(10117))
+                .await
+                .unwrap()
+        );
         ids.push(id);
     }
     let dead = s
@@ -389,25 +685,59 @@ async fn dead_letters_are_listed_requeued_and_discarded(s: Arc<Store>) {
 
     let new_bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{"fullUrl": "urn:uuid:x"}]});
     // Replayed for the facility's organization as it is now.
-    assert!(s.requeue(&ids[0], Some(&new_bundle), "1000000009", 4_000).await.unwrap());
     assert!(
-        !s.requeue(&ids[0], Some(&new_bundle), "1000000009", 4_000).await.unwrap(),
+        s.requeue(&ids[0], Some(&new_bundle), "1000000009", 4_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.requeue(&ids[0], Some(&new_bundle), "1000000009", 4_000)
+            .await
+            .unwrap(),
         "only a dead letter is requeued"
     );
-    assert!(s.lease_due("A", ORG, LONG, 10, 2_000).await.unwrap().is_empty(), "it moved to the new organization");
+    assert!(
+        s.lease_due("A", ORG, LONG, 10, 2_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "it moved to the new organization"
+    );
     let leased = lease_one(&s, "A", "1000000009", LONG).await;
-    assert_eq!(leased.bundle, Some(new_bundle), "the replay sends the re-mapped Bundle");
+    assert_eq!(
+        leased.bundle,
+        Some(new_bundle),
+        "the replay sends the re-mapped Bundle"
+    );
     // A replay starts a fresh retry budget: attempts and age count from the replay.
     assert_eq!(leased.attempts, 1, "attempts since the replay");
     assert_eq!(leased.created_at, 4_000, "the age counts from the replay");
-    assert_eq!(s.receipt(&ids[0]).await.unwrap().unwrap().attempts, 2, "the receipt still counts every attempt");
+    assert_eq!(
+        s.receipt(&ids[0]).await.unwrap().unwrap().attempts,
+        2,
+        "the receipt still counts every attempt"
+    );
 
-    assert!(s.discard(&ids[1], "patient died before registration; sent on paper", 5_000).await.unwrap());
+    assert!(
+        s.discard(
+            &ids[1],
+            "patient died before registration; sent on paper",
+            5_000
+        )
+        .await
+        .unwrap()
+    );
     assert!(!s.discard(&ids[1], "again", 5_000).await.unwrap());
     let r = s.receipt(&ids[1]).await.unwrap().unwrap();
     assert_eq!(r.status, Status::Discarded);
-    assert_eq!(r.discard_reason.as_deref(), Some("patient died before registration; sent on paper"));
-    assert_eq!(s.revisions(&ids[1]).await.unwrap()[0].closed.as_deref(), Some("discarded"));
+    assert_eq!(
+        r.discard_reason.as_deref(),
+        Some("patient died before registration; sent on paper")
+    );
+    assert_eq!(
+        s.revisions(&ids[1]).await.unwrap()[0].closed.as_deref(),
+        Some("discarded")
+    );
 }
 
 /// The facility's own list: newest change first, filtered, paged by a stable cursor.
@@ -429,35 +759,101 @@ async fn receipts_page_newest_change_first(s: Arc<Store>) {
         ..Default::default()
     };
     let first = s.receipts_page(&mine, None, 2).await.unwrap();
-    assert_eq!(first.receipts.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec![ids[4].clone(), ids[3].clone()]);
+    assert_eq!(
+        first
+            .receipts
+            .iter()
+            .map(|r| r.id.clone())
+            .collect::<Vec<_>>(),
+        vec![ids[4].clone(), ids[3].clone()]
+    );
     let second = s.receipts_page(&mine, first.next.clone(), 2).await.unwrap();
-    let third = s.receipts_page(&mine, second.next.clone(), 2).await.unwrap();
+    let third = s
+        .receipts_page(&mine, second.next.clone(), 2)
+        .await
+        .unwrap();
     assert_eq!(third.receipts.len(), 1);
     assert!(third.next.is_none());
-    let all: Vec<String> = first.receipts.iter().chain(&second.receipts).chain(&third.receipts).map(|r| r.id.clone()).collect();
-    assert_eq!(all.iter().collect::<HashSet<_>>().len(), 5, "each once, never another facility's");
-    let queued = ReceiptFilter { status: Some(Status::Delivered), ..mine.clone() };
-    assert!(s.receipts_page(&queued, None, 10).await.unwrap().receipts.is_empty());
-    let since = ReceiptFilter { since: Some(1_003), ..mine };
-    assert_eq!(s.receipts_page(&since, None, 10).await.unwrap().receipts.len(), 2);
+    let all: Vec<String> = first
+        .receipts
+        .iter()
+        .chain(&second.receipts)
+        .chain(&third.receipts)
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(
+        all.iter().collect::<HashSet<_>>().len(),
+        5,
+        "each once, never another facility's"
+    );
+    let queued = ReceiptFilter {
+        status: Some(Status::Delivered),
+        ..mine.clone()
+    };
+    assert!(
+        s.receipts_page(&queued, None, 10)
+            .await
+            .unwrap()
+            .receipts
+            .is_empty()
+    );
+    let since = ReceiptFilter {
+        since: Some(1_003),
+        ..mine
+    };
+    assert_eq!(
+        s.receipts_page(&since, None, 10)
+            .await
+            .unwrap()
+            .receipts
+            .len(),
+        2
+    );
 }
 
 /// Events: in commit order per facility; a webhook starts after the facility's last event,
 /// is leased by one sender at a time, and moves past an event only when told.
 async fn events_and_webhooks(s: Arc<Store>) {
-    let f = Facility { id: "pkm-1".into(), name: "P".into(), organization_id: ORG.into(), location_id: "l".into() };
+    let f = Facility {
+        id: "pkm-1".into(),
+        name: "P".into(),
+        organization_id: ORG.into(),
+        location_id: "l".into(),
+    };
     s.add_facility_key(&f, &sha256_hex(b"k"), 1).await.unwrap();
     let first = accept(&s, "E-1").await;
     let l = lease_one(&s, "A", ORG, LONG).await;
-    assert!(s.complete(&first, &l.token, 1, 2, delivered(json!([]))).await.unwrap());
-    s.set_webhook("pkm-1", "http://127.0.0.1:9/hook", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 10).await.unwrap();
+    assert!(
+        s.complete(&first, &l.token, 1, 2, delivered(json!([])))
+            .await
+            .unwrap()
+    );
+    s.set_webhook(
+        "pkm-1",
+        "http://127.0.0.1:9/hook",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        10,
+    )
+    .await
+    .unwrap();
     let w = s.webhook("pkm-1").await.unwrap().unwrap();
-    assert_eq!((w.backlog, w.sent_seq > 0), (0, true), "history stays in the feed, not the webhook");
-    assert!(s.lease_webhooks("X", LONG, 10).await.unwrap().is_empty(), "nothing to send");
+    assert_eq!(
+        (w.backlog, w.sent_seq > 0),
+        (0, true),
+        "history stays in the feed, not the webhook"
+    );
+    assert!(
+        s.lease_webhooks("X", LONG, 10).await.unwrap().is_empty(),
+        "nothing to send"
+    );
     for k in ["E-2", "E-3"] {
         let id = accept(&s, k).await;
         let l = lease_one(&s, "A", ORG, LONG).await;
-        assert!(s.complete(&id, &l.token, 1, 2, delivered(json!([]))).await.unwrap());
+        assert!(
+            s.complete(&id, &l.token, 1, 2, delivered(json!([])))
+                .await
+                .unwrap()
+        );
     }
     let all = s.events_after("pkm-1", 0, 10).await.unwrap();
     assert_eq!(all.len(), 3);
@@ -466,19 +862,64 @@ async fn events_and_webhooks(s: Arc<Store>) {
     let leased = s.lease_webhooks("X", LONG, 10).await.unwrap();
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].webhook.backlog, 2);
-    assert!(s.lease_webhooks("Y", LONG, 10).await.unwrap().is_empty(), "one sender at a time");
+    assert!(
+        s.lease_webhooks("Y", LONG, 10).await.unwrap().is_empty(),
+        "one sender at a time"
+    );
     let token = leased[0].token.clone();
-    assert!(s.webhook_sent("pkm-1", &token, all[1].seq, LONG, 20).await.unwrap());
-    assert!(!s.webhook_sent("pkm-1", "stale", all[2].seq, LONG, 20).await.unwrap());
-    assert!(s.webhook_failed("pkm-1", &token, all[2].seq, "webhook answered HTTP 503", Some(503), 3_600_000, false, 30).await.unwrap());
+    assert!(
+        s.webhook_sent("pkm-1", &token, all[1].seq, LONG, 20)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.webhook_sent("pkm-1", "stale", all[2].seq, LONG, 20)
+            .await
+            .unwrap()
+    );
+    let failed = |give_up: bool, delay_ms: i64, status: u16| WebhookFailure {
+        seq: all[2].seq,
+        error: format!("webhook answered HTTP {status}"),
+        http_status: Some(status),
+        delay_ms,
+        give_up,
+    };
+    assert!(
+        s.webhook_failed("pkm-1", &token, failed(false, 3_600_000, 503), 30)
+            .await
+            .unwrap()
+    );
     let w = s.webhook("pkm-1").await.unwrap().unwrap();
-    assert_eq!((w.sent_seq, w.backlog, w.attempts, w.failing_since, w.last_status), (all[1].seq, 1, 1, Some(30), Some(503)));
-    assert!(s.lease_webhooks("Y", LONG, 10).await.unwrap().is_empty(), "waits for its retry");
+    assert_eq!(
+        (
+            w.sent_seq,
+            w.backlog,
+            w.attempts,
+            w.failing_since,
+            w.last_status
+        ),
+        (all[1].seq, 1, 1, Some(30), Some(503))
+    );
+    assert!(
+        s.lease_webhooks("Y", LONG, 10).await.unwrap().is_empty(),
+        "waits for its retry"
+    );
     // Given up after its budget: the cursor moves past it, counted.
-    s.set_webhook("pkm-1", "http://127.0.0.1:9/hook", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 40).await.unwrap();
+    s.set_webhook(
+        "pkm-1",
+        "http://127.0.0.1:9/hook",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        40,
+    )
+    .await
+    .unwrap();
     let leased = s.lease_webhooks("Y", LONG, 10).await.unwrap();
     assert_eq!(leased.len(), 1, "a new URL is tried at once");
-    assert!(s.webhook_failed("pkm-1", &leased[0].token, all[2].seq, "gone", Some(410), 0, true, 50).await.unwrap());
+    assert!(
+        s.webhook_failed("pkm-1", &leased[0].token, failed(true, 0, 410), 50)
+            .await
+            .unwrap()
+    );
     let w = s.webhook("pkm-1").await.unwrap().unwrap();
     assert_eq!((w.sent_seq, w.backlog, w.given_up), (all[2].seq, 0, 1));
     assert!(s.remove_webhook("pkm-1").await.unwrap());
@@ -660,7 +1101,11 @@ async fn accept_for(s: &Store, org: &str, id: &str) -> String {
 async fn deliver(s: &Store, org: &str, id: &str, now: i64) {
     let leased = s.lease_due("W", org, EXPIRED, 100, 2_000).await.unwrap();
     let l = leased.iter().find(|l| l.receipt_id == id).expect("leased");
-    assert!(s.complete(id, &l.token, 2_000, now, delivered(json!([]))).await.unwrap());
+    assert!(
+        s.complete(id, &l.token, 2_000, now, delivered(json!([])))
+            .await
+            .unwrap()
+    );
 }
 
 fn page(org: Option<&str>, after: i64, since: Option<i64>, limit: usize) -> FeedQuery {
@@ -680,13 +1125,20 @@ async fn feed_follows_the_commit_order(s: Arc<Store>) {
     let c = accept_for(s.as_ref(), org2, "P-3").await;
     let d = accept(s.as_ref(), "P-4").await;
     let undelivered = accept(s.as_ref(), "P-5").await;
-    let mut leases = s.lease_due("W", "1000000001", LONG, 100, 2_000).await.unwrap();
+    let mut leases = s
+        .lease_due("W", "1000000001", LONG, 100, 2_000)
+        .await
+        .unwrap();
     leases.extend(s.lease_due("W", org2, LONG, 100, 2_000).await.unwrap());
     // Committed in the order b, c, a, d — with a clock that goes back for a (another
     // instance's): the feed follows the commits, and a's time is not before b's.
     for (id, at) in [(&b, 10_000), (&c, 11_000), (&a, 9_000), (&d, 12_000)] {
         let token = &leases.iter().find(|l| &l.receipt_id == id).unwrap().token;
-        assert!(s.complete(id, token, 2_000, at, delivered(json!([]))).await.unwrap());
+        assert!(
+            s.complete(id, token, 2_000, at, delivered(json!([])))
+                .await
+                .unwrap()
+        );
     }
     let all = s.feed(&page(None, 0, None, 100)).await.unwrap();
     let ids: Vec<&str> = all.iter().map(|i| i.receipt_id.as_str()).collect();
@@ -1250,9 +1702,9 @@ async fn postgres_instances_start_together_on_a_new_schema() {
         let starts: Vec<_> = (0..6)
             .map(|_| {
                 let schema = schema.clone();
-                tokio::spawn(async move {
-                    Store::postgres(&postgres_url(), Some(&schema), 2).await
-                })
+                tokio::spawn(
+                    async move { Store::postgres(&postgres_url(), Some(&schema), 2).await },
+                )
             })
             .collect();
         let mut failures = Vec::new();
@@ -1280,31 +1732,60 @@ async fn postgres_lease_taken_over_is_fenced_across_connections() {
         return;
     };
     // A second "instance": its own pool on the same schema.
-    let b = Arc::new(Store::postgres(&postgres_url(), Some(&schema), 2).await.unwrap());
+    let b = Arc::new(
+        Store::postgres(&postgres_url(), Some(&schema), 2)
+            .await
+            .unwrap(),
+    );
     let id = accept(&a, "F-1").await;
     let first = lease_one(&a, "A", ORG, EXPIRED).await;
     // A's lease ran out on the database's clock; B takes the record over.
     let taken = lease_one(&b, "B", ORG, LONG).await;
-    assert!(a.lease_due("A", ORG, LONG, 10, 2_000).await.unwrap().is_empty(), "held by B");
+    assert!(
+        a.lease_due("A", ORG, LONG, 10, 2_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "held by B"
+    );
     // A answers late, with every kind of result, and renews: none is recorded.
     for late in [retry_in(9_000), refused(10117), delivered(json!([]))] {
-        assert!(!a.complete(&id, &first.token, 2_000, 3_500, late).await.unwrap());
+        assert!(
+            !a.complete(&id, &first.token, 2_000, 3_500, late)
+                .await
+                .unwrap()
+        );
     }
-    assert_eq!(a.renew_leases(vec![(id.clone(), first.token.clone())], LONG).await.unwrap(), vec![false]);
+    assert_eq!(
+        a.renew_leases(vec![(id.clone(), first.token.clone())], LONG)
+            .await
+            .unwrap(),
+        vec![false]
+    );
     let r = b.receipt(&id).await.unwrap().unwrap();
     assert_eq!((r.status, r.attempts), (Status::Delivering, 2));
-    assert!(b.attempts(&id).await.unwrap().is_empty(), "no attempt recorded for A");
+    assert!(
+        b.attempts(&id).await.unwrap().is_empty(),
+        "no attempt recorded for A"
+    );
     let done = Completion::Delivered {
         server_ids: json!([{"resourceType": "Encounter", "id": "e"}]),
         duplicate: true,
         changes: None,
     };
-    assert!(b.complete(&id, &taken.token, 3_001, 3_600, done).await.unwrap());
+    assert!(
+        b.complete(&id, &taken.token, 3_001, 3_600, done)
+            .await
+            .unwrap()
+    );
     let r = a.receipt(&id).await.unwrap().unwrap();
     assert_eq!(r.status, Status::Delivered);
     let attempts = a.attempts(&id).await.unwrap();
     assert_eq!(attempts.len(), 1);
-    assert_eq!((attempts[0].attempt, attempts[0].result.as_str()), (2, "duplicate"));
+    assert_eq!(
+        (attempts[0].attempt, attempts[0].result.as_str()),
+        (2, "duplicate")
+    );
     drop_schema(&schema).await;
 }
 
@@ -1314,16 +1795,26 @@ async fn corrupt_json_reads_as_an_error_on_both_databases() {
     async fn deliver_one(s: &Store) -> String {
         let id = accept(s, "J-1").await;
         let l = lease_one(s, "A", ORG, LONG).await;
-        assert!(s.complete(&id, &l.token, 1, 2, delivered(json!([]))).await.unwrap());
+        assert!(
+            s.complete(&id, &l.token, 1, 2, delivered(json!([])))
+                .await
+                .unwrap()
+        );
         id
     }
     let (dir, s) = sqlite();
     let id = deliver_one(&s).await;
     let conn = rusqlite::Connection::open(dir.path().join("t.sqlite3")).unwrap();
-    conn.execute("UPDATE receipts SET server_ids = '[{oops' WHERE id = ?1", [&id])
-        .unwrap();
+    conn.execute(
+        "UPDATE receipts SET server_ids = '[{oops' WHERE id = ?1",
+        [&id],
+    )
+    .unwrap();
     let got = s.receipt(&id).await;
-    assert!(matches!(got, Err(StoreError::Corrupt(_))), "SQLite: {got:?}");
+    assert!(
+        matches!(got, Err(StoreError::Corrupt(_))),
+        "SQLite: {got:?}"
+    );
 
     let test = "corrupt_json_reads_as_an_error_on_both_databases";
     let Some((s, schema)) = postgres(test).await else {
@@ -1339,6 +1830,9 @@ async fn corrupt_json_reads_as_an_error_on_both_databases() {
         .await
         .unwrap();
     let got = s.receipt(&id).await;
-    assert!(matches!(got, Err(StoreError::Corrupt(_))), "PostgreSQL: {got:?}");
+    assert!(
+        matches!(got, Err(StoreError::Corrupt(_))),
+        "PostgreSQL: {got:?}"
+    );
     drop_schema(&schema).await;
 }

@@ -94,7 +94,14 @@ async fn a_receiver_down_for_a_while_gets_every_event_in_order_signed() {
     let key = add_facility(&cfg, "pkm-hook", ORG);
     let operator = String::from_utf8(
         std::process::Command::new(BIN)
-            .args(["--config", cfg.to_str().unwrap(), "operator", "add", "--name", "ops"])
+            .args([
+                "--config",
+                cfg.to_str().unwrap(),
+                "operator",
+                "add",
+                "--name",
+                "ops",
+            ])
             .output()
             .unwrap()
             .stdout,
@@ -134,7 +141,10 @@ async fn a_receiver_down_for_a_while_gets_every_event_in_order_signed() {
         .json()
         .await
         .unwrap();
-    assert!(shown.get("secret").is_none(), "the secret is shown once only: {shown}");
+    assert!(
+        shown.get("secret").is_none(),
+        "the secret is shown once only: {shown}"
+    );
 
     // The receiver is down while records are delivered, corrected, refused and cancelled.
     sandbox
@@ -157,7 +167,10 @@ async fn a_receiver_down_for_a_while_gets_every_event_in_order_signed() {
     fixed["pengukuran"]["berat_badan"] = json!(8.4);
     assert_eq!(ingest(&gw.url, &key, &fixed).await.0, 202);
     let r = client()
-        .delete(format!("{}/ingest/posyandu.balita/WH-2?reason=salah%20anak", gw.url))
+        .delete(format!(
+            "{}/ingest/posyandu.balita/WH-2?reason=salah%20anak",
+            gw.url
+        ))
         .bearer_auth(&key)
         .send()
         .await
@@ -186,7 +199,9 @@ async fn a_receiver_down_for_a_while_gets_every_event_in_order_signed() {
             .await
             .unwrap();
         let w = &state["webhooks"][0];
-        (*rx.refused.lock().unwrap() > 0 && w["backlog"].as_i64().unwrap() >= 1 && w["last_status"] == 503)
+        (*rx.refused.lock().unwrap() > 0
+            && w["backlog"].as_i64().unwrap() >= 1
+            && w["last_status"] == 503)
             .then_some(())
     })
     .await;
@@ -206,7 +221,10 @@ async fn a_receiver_down_for_a_while_gets_every_event_in_order_signed() {
     let events = feed["events"].as_array().unwrap().clone();
     // 3 delivered, 1 refused, 1 corrected, 1 cancelled.
     assert_eq!(events.len(), 6, "{feed}");
-    let feed_ids: HashSet<String> = events.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    let feed_ids: HashSet<String> = events
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
     eventually(WAIT, "every event at the receiver", || async {
         let got = rx.got.lock().unwrap();
         let ids: HashSet<String> = got.iter().map(|g| g.0.clone()).collect();
@@ -218,22 +236,37 @@ async fn a_receiver_down_for_a_while_gets_every_event_in_order_signed() {
     let mut per_record: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
     for (id, timestamp, sig, body) in &got {
         // Each signature verifies with the secret, over exactly the bytes received.
-        signature::verify(&secret, id, timestamp.parse().unwrap(), body.as_bytes(), sig)
-            .unwrap_or_else(|e| panic!("{id}: {e:?}"));
+        signature::verify(
+            &secret,
+            id,
+            timestamp.parse().unwrap(),
+            body.as_bytes(),
+            sig,
+        )
+        .unwrap_or_else(|e| panic!("{id}: {e:?}"));
         assert!(signature::verify(&secret, id, timestamp.parse().unwrap(), b"{}", sig).is_err());
         let e: Value = serde_json::from_str(body).unwrap();
         assert_eq!(e["id"], json!(id), "the webhook-id is the event's id");
         per_record
             .entry(e["data"]["receipt"].as_str().unwrap().to_string())
             .or_default()
-            .push((e["seq"].as_i64().unwrap(), e["type"].as_str().unwrap().to_string()));
+            .push((
+                e["seq"].as_i64().unwrap(),
+                e["type"].as_str().unwrap().to_string(),
+            ));
     }
     // In order per record (at least once: a repeat would come after, in order too).
     for (receipt, seen) in &per_record {
-        assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{receipt}: {seen:?}");
+        assert!(
+            seen.windows(2).all(|w| w[0].0 <= w[1].0),
+            "{receipt}: {seen:?}"
+        );
     }
     let types = |i: usize| -> Vec<String> {
-        let mut t: Vec<String> = per_record[&receipts[i]].iter().map(|(_, t)| t.clone()).collect();
+        let mut t: Vec<String> = per_record[&receipts[i]]
+            .iter()
+            .map(|(_, t)| t.clone())
+            .collect();
         t.dedup();
         t
     };
@@ -246,7 +279,10 @@ async fn a_receiver_down_for_a_while_gets_every_event_in_order_signed() {
         .map(|g| serde_json::from_str::<Value>(&g.3).unwrap())
         .find(|e| e["type"] == "record.refused")
         .unwrap();
-    assert!(texts(&refused["data"]["outcome"]).contains("10103"), "{refused}");
+    assert!(
+        texts(&refused["data"]["outcome"]).contains("10103"),
+        "{refused}"
+    );
     let caught_up: Value = client()
         .get(format!("{}/admin/facilities/pkm-hook/webhook", gw.url))
         .bearer_auth(&operator)
@@ -256,6 +292,13 @@ async fn a_receiver_down_for_a_while_gets_every_event_in_order_signed() {
         .json()
         .await
         .unwrap();
-    assert_eq!((caught_up["backlog"].as_i64(), caught_up["given_up"].as_i64()), (Some(0), Some(0)), "{caught_up}");
+    assert_eq!(
+        (
+            caught_up["backlog"].as_i64(),
+            caught_up["given_up"].as_i64()
+        ),
+        (Some(0), Some(0)),
+        "{caught_up}"
+    );
     rx.handle.stop(false).await;
 }

@@ -363,7 +363,11 @@ pub async fn webhooks(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     auth::operator(&req, &state).await?;
-    let all = state.store.webhooks().await.map_err(ApiError::unavailable)?;
+    let all = state
+        .store
+        .webhooks()
+        .await
+        .map_err(ApiError::unavailable)?;
     let items: Vec<Value> = all.iter().map(registry::view).collect();
     Ok(HttpResponse::Ok().json(json!({"count": items.len(), "webhooks": items})))
 }

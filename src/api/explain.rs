@@ -51,8 +51,13 @@ pub async fn errors(state: &AppState, r: &Receipt) -> Result<Option<Value>, ApiE
 /// starts afresh.
 #[derive(Default)]
 pub struct Explained {
-    found: std::sync::Mutex<std::collections::HashMap<(String, i64), Vec<Vec<String>>>>,
+    found: std::sync::Mutex<std::collections::HashMap<Revision, Fields>>,
 }
+
+/// A receipt and one of its revisions.
+type Revision = (String, i64);
+/// Per expression, the record's fields (JSON pointers).
+type Fields = Vec<Vec<String>>;
 
 /// How many refused records' fields are remembered.
 const EXPLAINED_CAP: usize = 2048;

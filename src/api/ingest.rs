@@ -271,7 +271,13 @@ fn cancelled(record_type: &str, local_id: &str, receipt_id: &str) -> ApiError {
     )
 }
 
-fn stale(record_type: &str, local_id: &str, receipt_id: &str, at: i64, if_match: Option<i64>) -> ApiError {
+fn stale(
+    record_type: &str,
+    local_id: &str,
+    receipt_id: &str,
+    at: i64,
+    if_match: Option<i64>,
+) -> ApiError {
     reject(record_type, "stale", &Outcome::new());
     let asked = if_match.map_or_else(String::new, |m| m.to_string());
     ApiError::one(

@@ -87,7 +87,10 @@ pub async fn list(
         .map(|s| {
             Status::parse(s).map_err(|_| {
                 let known: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
-                bad(format!("`status` must be one of {}, not `{s}`", known.join(", ")))
+                bad(format!(
+                    "`status` must be one of {}, not `{s}`",
+                    known.join(", ")
+                ))
             })
         })
         .transpose()?;
@@ -168,7 +171,11 @@ fn parse_cursor(text: &str) -> Result<(i64, String), ApiError> {
     text.split_once('.')
         .and_then(|(at, id)| Some((at.parse().ok()?, id.to_string())))
         .filter(|(_, id)| !id.is_empty())
-        .ok_or_else(|| bad(format!("`cursor` `{text}` is not one gerbang gave: use the `next` link as it is")))
+        .ok_or_else(|| {
+            bad(format!(
+                "`cursor` `{text}` is not one gerbang gave: use the `next` link as it is"
+            ))
+        })
 }
 
 fn bad(text: String) -> ApiError {
@@ -279,7 +286,9 @@ pub async fn events(
     let facility = auth::facility(&req, &state).await?;
     let since = query.since.unwrap_or(0);
     if since < 0 {
-        return Err(bad(format!("`since` is the seq of the last event read (0 from the start), not {since}")));
+        return Err(bad(format!(
+            "`since` is the seq of the last event read (0 from the start), not {since}"
+        )));
     }
     let count = query.count.unwrap_or(DEFAULT_COUNT).clamp(1, MAX_COUNT);
     let events = state
@@ -288,7 +297,10 @@ pub async fn events(
         .await
         .map_err(ApiError::unavailable)?;
     let last = events.last().map_or(since, |e| e.seq);
-    let items: Vec<Value> = events.iter().map(crate::webhooks::payload::event_json).collect();
+    let items: Vec<Value> = events
+        .iter()
+        .map(crate::webhooks::payload::event_json)
+        .collect();
     Ok(HttpResponse::Ok().json(json!({
         "count": items.len(),
         "events": items,

@@ -103,7 +103,8 @@ impl Attempt<'_> {
         match (lease.revision, &lease.bundle, &lease.held) {
             (Some(revision), Some(bundle), None) => {
                 let key = format!("{}#{revision}", lease.receipt_id);
-                let (ids, duplicate, adopted) = self.create(&lease.organization_id, &key, bundle).await?;
+                let (ids, duplicate, adopted) =
+                    self.create(&lease.organization_id, &key, bundle).await?;
                 // Found upstream while delivering a later revision: an earlier attempt may
                 // have stored older content there.
                 let updated = if revision > 1 && !adopted.is_empty() {
@@ -126,8 +127,15 @@ impl Attempt<'_> {
                 let held_ids = plan::held_ids(&held.server_ids);
                 let plan = plan::plan(held.bundle.as_ref(), &held_ids, Some(bundle));
                 let key = format!("{}#{revision}", lease.receipt_id);
-                self.apply(lease, &key, &plan, &held_ids, held.bundle.as_ref(), Some(bundle))
-                    .await
+                self.apply(
+                    lease,
+                    &key,
+                    &plan,
+                    &held_ids,
+                    held.bundle.as_ref(),
+                    Some(bundle),
+                )
+                .await
             }
             (None, _, Some(held)) => {
                 let held_ids = plan::held_ids(&held.server_ids);
@@ -181,7 +189,9 @@ impl Attempt<'_> {
                 Ok(ids) => return Ok((ids, false, Vec::new())),
                 // Some or all of it was sent before (just before a crash, a lost answer, a
                 // partly stored refusal, or another record created a shared resource).
-                Err(CallError::Rejected { outcome, .. }) if super::client::is_duplicate(&outcome) => {
+                Err(CallError::Rejected { outcome, .. })
+                    if super::client::is_duplicate(&outcome) =>
+                {
                     found.remember(key, &[]);
                     Vec::new()
                 }
@@ -281,7 +291,11 @@ impl Attempt<'_> {
                 let current = match &resolved_base {
                     Some(b) => entry_resource(b, url).cloned(),
                     // Pruned here: what SATUSEHAT holds is the content to retire.
-                    None => self.client.read_resource(org, &h.resource_type, &h.id).await?,
+                    None => {
+                        self.client
+                            .read_resource(org, &h.resource_type, &h.id)
+                            .await?
+                    }
                 };
                 let Some(mut resource) = current.as_ref().and_then(plan::entered_in_error) else {
                     continue;
@@ -439,20 +453,35 @@ mod tests {
             outcome: json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "value", "expression": [x]}]}),
         };
         let expression = |f: Failure| match f {
-            Failure::Dead { outcome, .. } => outcome["issue"][0]["expression"][0].as_str().unwrap().to_string(),
+            Failure::Dead { outcome, .. } => outcome["issue"][0]["expression"][0]
+                .as_str()
+                .unwrap()
+                .to_string(),
             Failure::Retry { .. } => panic!("a refusal is final"),
         };
         assert_eq!(
-            expression(refused(oo("Bundle.entry[1].resource.valueQuantity.value"), &stored, Sent::Bundle(&sent))),
+            expression(refused(
+                oo("Bundle.entry[1].resource.valueQuantity.value"),
+                &stored,
+                Sent::Bundle(&sent)
+            )),
             "Bundle.entry[2].resource.valueQuantity.value"
         );
         assert_eq!(
-            expression(refused(oo("Observation.status"), &stored, Sent::Resource("urn:uuid:o"))),
+            expression(refused(
+                oo("Observation.status"),
+                &stored,
+                Sent::Resource("urn:uuid:o")
+            )),
             "Bundle.entry[2].resource.status"
         );
         // What cannot be placed stays as SATUSEHAT wrote it.
         assert_eq!(
-            expression(refused(oo("Encounter.period"), &stored, Sent::Bundle(&sent))),
+            expression(refused(
+                oo("Encounter.period"),
+                &stored,
+                Sent::Bundle(&sent)
+            )),
             "Encounter.period"
         );
     }

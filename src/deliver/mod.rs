@@ -198,14 +198,19 @@ impl Forwarder {
                 }
             };
             if n == 0 {
-                blocked_until = Some(
-                    blocked_until.map_or_else(|| std::time::Instant::now() + IDLE_POLL, |b| b),
-                );
+                blocked_until =
+                    Some(blocked_until.unwrap_or_else(|| std::time::Instant::now() + IDLE_POLL));
                 continue;
             }
             let l = self
                 .store
-                .lease_due(&self.owner, &org, self.lease.as_millis() as i64, n, now_millis())
+                .lease_due(
+                    &self.owner,
+                    &org,
+                    self.lease.as_millis() as i64,
+                    n,
+                    now_millis(),
+                )
                 .await?;
             free -= l.len();
             leased.extend(l);
@@ -308,7 +313,9 @@ impl Forwarder {
             self.client.found.forget(&format!(
                 "{}#{}",
                 lease.receipt_id,
-                lease.revision.map_or("cancel".to_string(), |r| r.to_string())
+                lease
+                    .revision
+                    .map_or("cancel".to_string(), |r| r.to_string())
             ));
         }
         let now = now_millis();

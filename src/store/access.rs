@@ -64,7 +64,11 @@ fn facility(row: &Row) -> Result<Facility> {
 }
 
 async fn one_facility(tx: &mut dyn Tx, sql: &str, key: String) -> Result<Option<Facility>> {
-    tx.query_opt(sql, args![key]).await?.as_ref().map(facility).transpose()
+    tx.query_opt(sql, args![key])
+        .await?
+        .as_ref()
+        .map(facility)
+        .transpose()
 }
 
 impl Store {
@@ -98,18 +102,26 @@ impl Store {
     pub async fn facilities(&self) -> Result<Vec<Facility>> {
         self.read(|tx| {
             Box::pin(async move {
-                tx.query("SELECT id, name, organization_id, location_id FROM facilities ORDER BY id", args![])
-                    .await?
-                    .iter()
-                    .map(facility)
-                    .collect()
+                tx.query(
+                    "SELECT id, name, organization_id, location_id FROM facilities ORDER BY id",
+                    args![],
+                )
+                .await?
+                .iter()
+                .map(facility)
+                .collect()
             })
         })
         .await
     }
 
     /// Create (or update) a facility and add an API key (its hash) for it.
-    pub async fn add_facility_key(&self, facility: &Facility, key_hash: &str, now: i64) -> Result<()> {
+    pub async fn add_facility_key(
+        &self,
+        facility: &Facility,
+        key_hash: &str,
+        now: i64,
+    ) -> Result<()> {
         let (f, key) = (facility.clone(), key_hash.to_string());
         self.write(move |tx| {
             Box::pin(async move {
@@ -269,7 +281,13 @@ impl Store {
 
     /// Record the `jti` of a client assertion that is valid until `expires_at`. `false` if
     /// the same client used this `jti` before (a replay). Forgets the expired ones.
-    pub async fn use_assertion_jti(&self, client_id: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool> {
+    pub async fn use_assertion_jti(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool> {
         let (client, jti) = (client_id.to_string(), jti.to_string());
         self.write(move |tx| {
             Box::pin(async move {

@@ -66,7 +66,11 @@ impl Store {
     }
 
     /// Audit entries matching `filter`, newest first.
-    pub async fn audit_events(&self, filter: &AuditFilter, limit: usize) -> Result<Vec<AuditEvent>> {
+    pub async fn audit_events(
+        &self,
+        filter: &AuditFilter,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>> {
         let f = filter.clone();
         self.read(move |tx| {
             Box::pin(async move {

@@ -98,6 +98,17 @@ pub struct Webhook {
     pub backlog: i64,
 }
 
+/// How an attempt at the event `seq` failed: try again after `delay_ms`, or — `give_up` —
+/// move past it (counted as given up; it stays in the feed).
+#[derive(Debug, Clone)]
+pub struct WebhookFailure {
+    pub seq: i64,
+    pub error: String,
+    pub http_status: Option<u16>,
+    pub delay_ms: i64,
+    pub give_up: bool,
+}
+
 /// A webhook leased for sending its next events.
 #[derive(Debug, Clone)]
 pub struct WebhookLease {
@@ -178,7 +189,12 @@ fn webhook(row: &Row) -> Result<Webhook> {
 
 impl Store {
     /// The facility's events after position `after`, oldest first, at most `limit`.
-    pub async fn events_after(&self, facility_id: &str, after: i64, limit: usize) -> Result<Vec<Event>> {
+    pub async fn events_after(
+        &self,
+        facility_id: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
         let f = facility_id.to_string();
         self.read(move |tx| {
             Box::pin(async move {
@@ -201,7 +217,9 @@ impl Store {
         self.read(move |tx| {
             Box::pin(async move {
                 tx.query(
-                    &format!("SELECT {EVENT_COLUMNS} FROM events WHERE receipt_id = $1 ORDER BY seq"),
+                    &format!(
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE receipt_id = $1 ORDER BY seq"
+                    ),
                     args![id],
                 )
                 .await?
@@ -215,7 +233,13 @@ impl Store {
 
     /// Register (or change the URL and secret of) a facility's webhook. A new webhook starts
     /// after the facility's last event: the history is in the feed.
-    pub async fn set_webhook(&self, facility_id: &str, url: &str, secret: &str, now: i64) -> Result<()> {
+    pub async fn set_webhook(
+        &self,
+        facility_id: &str,
+        url: &str,
+        secret: &str,
+        now: i64,
+    ) -> Result<()> {
         let (f, url, secret) = (facility_id.to_string(), url.to_string(), secret.to_string());
         self.write(move |tx| {
             Box::pin(async move {
@@ -238,7 +262,10 @@ impl Store {
         let f = facility_id.to_string();
         self.write(move |tx| {
             Box::pin(async move {
-                Ok(tx.execute("DELETE FROM webhooks WHERE facility_id = $1", args![f]).await? > 0)
+                Ok(tx
+                    .execute("DELETE FROM webhooks WHERE facility_id = $1", args![f])
+                    .await?
+                    > 0)
             })
         })
         .await
@@ -279,7 +306,12 @@ impl Store {
 
     /// Lease up to `limit` webhooks that have events to send and are due, for `lease_ms`
     /// (database clock).
-    pub async fn lease_webhooks(&self, owner: &str, lease_ms: i64, limit: usize) -> Result<Vec<WebhookLease>> {
+    pub async fn lease_webhooks(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<WebhookLease>> {
         let owner = owner.to_string();
         self.write(move |tx| {
             Box::pin(async move {
@@ -317,7 +349,14 @@ impl Store {
 
     /// The receiver acknowledged the event at `seq`: move the cursor past it and extend the
     /// lease. `false` if the lease is lost (another instance sends now).
-    pub async fn webhook_sent(&self, facility_id: &str, token: &str, seq: i64, lease_ms: i64, now: i64) -> Result<bool> {
+    pub async fn webhook_sent(
+        &self,
+        facility_id: &str,
+        token: &str,
+        seq: i64,
+        lease_ms: i64,
+        now: i64,
+    ) -> Result<bool> {
         let (f, t) = (facility_id.to_string(), token.to_string());
         self.write(move |tx| {
             Box::pin(async move {
@@ -335,29 +374,24 @@ impl Store {
         .await
     }
 
-    /// An attempt at the event at `seq` failed: try again after `delay_ms`, or — when
-    /// `give_up` — move past it (counted as given up). Releases the lease.
+    /// An attempt at an event failed ([`WebhookFailure`]); releases the lease.
     pub async fn webhook_failed(
         &self,
         facility_id: &str,
         token: &str,
-        seq: i64,
-        error: &str,
-        http_status: Option<u16>,
-        delay_ms: i64,
-        give_up: bool,
+        f: WebhookFailure,
         now: i64,
     ) -> Result<bool> {
-        let (f, t, e) = (facility_id.to_string(), token.to_string(), error.to_string());
+        let (id, t) = (facility_id.to_string(), token.to_string());
         self.write(move |tx| {
             Box::pin(async move {
-                let status = http_status.map(i64::from);
-                let n = if give_up {
+                let status = f.http_status.map(i64::from);
+                let n = if f.give_up {
                     tx.execute(
                         "UPDATE webhooks SET sent_seq = $3, attempts = 0, failing_since = NULL, given_up = given_up + 1, \
                          last_error = $4, last_status = $5, next_attempt_at = {now}, lease_token = NULL, lease_until = NULL \
                          WHERE facility_id = $1 AND lease_token = $2 AND sent_seq < $3",
-                        args![f, t, seq, e, status],
+                        args![id, t, f.seq, &f.error, status],
                     )
                     .await?
                 } else {
@@ -365,7 +399,7 @@ impl Store {
                         "UPDATE webhooks SET attempts = attempts + 1, failing_since = COALESCE(failing_since, $5), \
                          last_error = $3, last_status = $4, next_attempt_at = {now} + $6, lease_token = NULL, lease_until = NULL \
                          WHERE facility_id = $1 AND lease_token = $2",
-                        args![f, t, e, status, now, delay_ms],
+                        args![id, t, &f.error, status, now, f.delay_ms],
                     )
                     .await?
                 };

@@ -212,8 +212,13 @@ fn feed_query(select: &str, q: &FeedQuery) -> Query {
         "SELECT {select} FROM receipts r JOIN revisions v ON v.receipt_id = r.id AND v.revision = r.delivered_revision \
          WHERE v.bundle IS NOT NULL"
     ));
-    let (after, until) = (query.bind(q.after_seq), query.bind(q.until_seq.unwrap_or(i64::MAX)));
-    query.push(&format!(" AND r.feed_seq > {after} AND r.feed_seq <= {until}"));
+    let (after, until) = (
+        query.bind(q.after_seq),
+        query.bind(q.until_seq.unwrap_or(i64::MAX)),
+    );
+    query.push(&format!(
+        " AND r.feed_seq > {after} AND r.feed_seq <= {until}"
+    ));
     query.and_eq("r.organization_id", q.organization_id.as_deref());
     if let Some(since) = q.since {
         let p = query.bind(since);
@@ -304,11 +309,14 @@ impl Store {
         let id = id.to_string();
         self.read(move |tx| {
             Box::pin(async move {
-                tx.query_opt(&format!("SELECT {JOB_COLUMNS} FROM export_jobs WHERE id = $1"), args![id])
-                    .await?
-                    .as_ref()
-                    .map(job)
-                    .transpose()
+                tx.query_opt(
+                    &format!("SELECT {JOB_COLUMNS} FROM export_jobs WHERE id = $1"),
+                    args![id],
+                )
+                .await?
+                .as_ref()
+                .map(job)
+                .transpose()
             })
         })
         .await
@@ -317,7 +325,12 @@ impl Store {
     /// Claim the oldest in-progress job that nobody holds (or whose holder's lease ran out)
     /// for `owner` until `now + lease_ms`. Its progress restarts from zero: the files of a
     /// worker that died are on its own disk.
-    pub async fn claim_export_job(&self, owner: &str, now: i64, lease_ms: i64) -> Result<Option<ExportJob>> {
+    pub async fn claim_export_job(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Option<ExportJob>> {
         let owner = owner.to_string();
         self.write(move |tx| {
             Box::pin(async move {
@@ -344,7 +357,13 @@ impl Store {
 
     /// Record progress and renew the lease. `false` if `owner` no longer holds the job (it
     /// was cancelled, or taken over after the lease ran out): the worker stops.
-    pub async fn export_progress(&self, id: &str, owner: &str, p: ExportProgress, lease_until: i64) -> Result<bool> {
+    pub async fn export_progress(
+        &self,
+        id: &str,
+        owner: &str,
+        p: ExportProgress,
+        lease_until: i64,
+    ) -> Result<bool> {
         let (id, owner) = (id.to_string(), owner.to_string());
         self.write(move |tx| {
             Box::pin(async move {
@@ -411,8 +430,11 @@ impl Store {
     pub async fn purge_export_jobs(&self, before: i64) -> Result<u64> {
         self.write(move |tx| {
             Box::pin(async move {
-                tx.execute("DELETE FROM export_jobs WHERE expires_at < $1", args![before])
-                    .await
+                tx.execute(
+                    "DELETE FROM export_jobs WHERE expires_at < $1",
+                    args![before],
+                )
+                .await
             })
         })
         .await

@@ -27,9 +27,11 @@ pub mod receipts;
 pub mod retention;
 pub mod sqlite;
 
-pub use access::{AccessToken, EXPIRED_TOKENS_KEPT_MS, Facility, SmartClient, join_scopes, split_scopes};
+pub use access::{
+    AccessToken, EXPIRED_TOKENS_KEPT_MS, Facility, SmartClient, join_scopes, split_scopes,
+};
 pub use audit::{AuditEvent, AuditFilter};
-pub use events::{Event, EventKind, Webhook, WebhookLease};
+pub use events::{Event, EventKind, Webhook, WebhookFailure, WebhookLease};
 pub use export::{
     ExportEnd, ExportJob, ExportProgress, ExportStatus, FeedItem, FeedQuery, NewExportJob,
 };
@@ -88,9 +90,15 @@ impl Store {
 
     /// The shared store: connect to PostgreSQL (optionally inside `schema`, created if
     /// missing) and migrate.
-    pub async fn postgres(url: &str, schema: Option<&str>, max_connections: usize) -> Result<Store> {
+    pub async fn postgres(
+        url: &str,
+        schema: Option<&str>,
+        max_connections: usize,
+    ) -> Result<Store> {
         Ok(Store {
-            backend: Backend::Postgres(postgres::Postgres::connect(url, schema, max_connections).await?),
+            backend: Backend::Postgres(
+                postgres::Postgres::connect(url, schema, max_connections).await?,
+            ),
             data_dir: None,
             keep_free: 0,
         })

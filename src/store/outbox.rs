@@ -115,7 +115,9 @@ async fn lease_due(
         let delivered: Option<i64> = row.get(7)?;
         let bundle = match revision {
             Some(n) => Some(revision_bundle(tx, &receipt_id, n).await?.ok_or_else(|| {
-                StoreError::Corrupt(format!("revision {n} of {receipt_id} to deliver has no Bundle"))
+                StoreError::Corrupt(format!(
+                    "revision {n} of {receipt_id} to deliver has no Bundle"
+                ))
             })?),
             None => None,
         };
@@ -142,7 +144,11 @@ async fn lease_due(
     Ok(out)
 }
 
-async fn revision_bundle(tx: &mut dyn Tx, receipt_id: &str, revision: i64) -> Result<Option<Value>> {
+async fn revision_bundle(
+    tx: &mut dyn Tx,
+    receipt_id: &str,
+    revision: i64,
+) -> Result<Option<Value>> {
     match tx
         .query_opt(
             "SELECT bundle FROM revisions WHERE receipt_id = $1 AND revision = $2",
@@ -269,7 +275,15 @@ async fn complete(
                 )
                 .await?;
             }
-            events::record(tx, &r, EventKind::Refused, work, json!({"outcome": outcome}), now).await?;
+            events::record(
+                tx,
+                &r,
+                EventKind::Refused,
+                work,
+                json!({"outcome": outcome}),
+                now,
+            )
+            .await?;
             let next = match work {
                 Some(rev) if cancelling => {
                     receipts::close_refused(tx, &receipt_id, Some(rev), "cancelled").await?;
@@ -406,7 +420,11 @@ impl Store {
 
     /// Extend the leases `(receipt id, token)` still held by `lease_ms` from now; which of
     /// them are still held, in order.
-    pub async fn renew_leases(&self, leases: Vec<(String, String)>, lease_ms: i64) -> Result<Vec<bool>> {
+    pub async fn renew_leases(
+        &self,
+        leases: Vec<(String, String)>,
+        lease_ms: i64,
+    ) -> Result<Vec<bool>> {
         self.write(move |tx| {
             Box::pin(async move {
                 let mut held = Vec::with_capacity(leases.len());
@@ -479,7 +497,10 @@ impl Store {
         self.read(|tx| {
             Box::pin(async move {
                 let rows = tx
-                    .query("SELECT status, COUNT(*) FROM receipts GROUP BY status", args![])
+                    .query(
+                        "SELECT status, COUNT(*) FROM receipts GROUP BY status",
+                        args![],
+                    )
                     .await?;
                 let mut out: Vec<(Status, u64)> = Status::ALL.iter().map(|s| (*s, 0)).collect();
                 for row in rows {
@@ -506,7 +527,11 @@ impl Store {
         organization_id: &str,
         now: i64,
     ) -> Result<bool> {
-        let (id, bundle, org) = (receipt_id.to_string(), bundle.cloned(), organization_id.to_string());
+        let (id, bundle, org) = (
+            receipt_id.to_string(),
+            bundle.cloned(),
+            organization_id.to_string(),
+        );
         self.write(move |tx| Box::pin(requeue(tx, id, bundle, org, now)))
             .await
     }
@@ -537,7 +562,12 @@ impl Store {
 
     /// The cached value of a look-up (`kind` e.g. "Patient|…nik", `key_hash` a SHA-256 of the
     /// NIK), if not expired.
-    pub async fn cached_lookup(&self, kind: &str, key_hash: &str, now: i64) -> Result<Option<String>> {
+    pub async fn cached_lookup(
+        &self,
+        kind: &str,
+        key_hash: &str,
+        now: i64,
+    ) -> Result<Option<String>> {
         let (kind, key) = (kind.to_string(), key_hash.to_string());
         self.read(move |tx| {
             Box::pin(async move {
@@ -553,7 +583,13 @@ impl Store {
         .await
     }
 
-    pub async fn cache_lookup(&self, kind: &str, key_hash: &str, value: &str, expires_at: i64) -> Result<()> {
+    pub async fn cache_lookup(
+        &self,
+        kind: &str,
+        key_hash: &str,
+        value: &str,
+        expires_at: i64,
+    ) -> Result<()> {
         let (kind, key, value) = (kind.to_string(), key_hash.to_string(), value.to_string());
         self.write(move |tx| {
             Box::pin(async move {

@@ -57,7 +57,11 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 impl Postgres {
     /// Connect (URL such as `postgres://postgres@127.0.0.1/test`), optionally inside a
     /// `schema` (created if missing; tests use one each), and migrate.
-    pub async fn connect(url: &str, schema: Option<&str>, max_connections: usize) -> Result<Postgres> {
+    pub async fn connect(
+        url: &str,
+        schema: Option<&str>,
+        max_connections: usize,
+    ) -> Result<Postgres> {
         let mut cfg = PoolConfig::new();
         cfg.url = Some(url.to_string());
         if let Some(s) = schema {
@@ -91,7 +95,10 @@ impl Postgres {
         }
         tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)").await?;
         let current: i64 = tx
-            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
             .await?
             .get(0);
         for (version, sql) in MIGRATIONS {
@@ -169,7 +176,15 @@ impl ToSql for Cell {
     fn accepts(ty: &Type) -> bool {
         matches!(
             *ty,
-            Type::INT8 | Type::INT4 | Type::INT2 | Type::BOOL | Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN
+            Type::INT8
+                | Type::INT4
+                | Type::INT2
+                | Type::BOOL
+                | Type::TEXT
+                | Type::VARCHAR
+                | Type::BPCHAR
+                | Type::NAME
+                | Type::UNKNOWN
         )
     }
 
@@ -190,7 +205,9 @@ impl<'a> FromSql<'a> for Cell {
         })
     }
 
-    fn from_sql_null(_: &Type) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql_null(
+        _: &Type,
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         Ok(Cell::Null)
     }
 

@@ -317,7 +317,12 @@ pub(crate) async fn close_refused(
 
 /// Queue the receipt's next work — deliver `revision`, or (None) cancel — due at once, with a
 /// fresh retry budget.
-pub(crate) async fn queue_work(tx: &mut dyn Tx, receipt_id: &str, revision: Option<i64>, now: i64) -> Result<()> {
+pub(crate) async fn queue_work(
+    tx: &mut dyn Tx,
+    receipt_id: &str,
+    revision: Option<i64>,
+    now: i64,
+) -> Result<()> {
     tx.execute(
         "UPDATE receipts SET status = 'queued', sending_revision = $2, next_attempt_at = {now}, updated_at = $3, \
          requeued_at = $3, attempts_before_requeue = attempts, last_error = NULL, upstream_outcome = NULL, \
@@ -380,7 +385,16 @@ async fn accept(tx: &mut dyn Tx, r: NewRecord) -> Result<Accepted> {
             }
             insert_revision(tx, &receipt_id, 1, &r).await?;
             // The push is audited in the same transaction: no record without its audit entry.
-            super::audit::insert(tx, r.received_at, &format!("facility:{}", r.facility_id), "push", Some(&receipt_id), Some(&r.organization_id), Some(&r.record_type)).await?;
+            super::audit::insert(
+                tx,
+                r.received_at,
+                &format!("facility:{}", r.facility_id),
+                "push",
+                Some(&receipt_id),
+                Some(&r.organization_id),
+                Some(&r.record_type),
+            )
+            .await?;
             return Ok(Accepted::New { receipt_id });
         };
         let receipt_id: String = row.get(0)?;
@@ -390,7 +404,10 @@ async fn accept(tx: &mut dyn Tx, r: NewRecord) -> Result<Accepted> {
         let cancel_requested = row.get::<Option<i64>>(4)?.is_some();
         let sending: Option<i64> = row.get(5)?;
         if hash == r.content_hash {
-            return Ok(Accepted::Existing { receipt_id, revision });
+            return Ok(Accepted::Existing {
+                receipt_id,
+                revision,
+            });
         }
         if r.if_match.is_some_and(|m| m != revision) {
             return Ok(Accepted::Stale {
@@ -425,7 +442,16 @@ async fn accept(tx: &mut dyn Tx, r: NewRecord) -> Result<Accepted> {
             args![&receipt_id, next, &r.content_hash, &r.format, &r.organization_id, r.received_at],
         )
         .await?;
-        super::audit::insert(tx, r.received_at, &format!("facility:{}", r.facility_id), "correct", Some(&receipt_id), Some(&r.organization_id), Some(&format!("{} revision {next}", r.record_type))).await?;
+        super::audit::insert(
+            tx,
+            r.received_at,
+            &format!("facility:{}", r.facility_id),
+            "correct",
+            Some(&receipt_id),
+            Some(&r.organization_id),
+            Some(&format!("{} revision {next}", r.record_type)),
+        )
+        .await?;
         return Ok(Accepted::Revised {
             receipt_id,
             revision: next,
@@ -441,7 +467,12 @@ async fn accept(tx: &mut dyn Tx, r: NewRecord) -> Result<Accepted> {
     ))
 }
 
-async fn insert_revision(tx: &mut dyn Tx, receipt_id: &str, revision: i64, r: &NewRecord) -> Result<()> {
+async fn insert_revision(
+    tx: &mut dyn Tx,
+    receipt_id: &str,
+    revision: i64,
+    r: &NewRecord,
+) -> Result<()> {
     tx.execute(
         "INSERT INTO revisions (receipt_id, revision, content_hash, format, received_at, raw, bundle, outcome) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending')",
@@ -508,7 +539,16 @@ async fn cancel(
         Status::Delivered => queue_work(tx, &r.id, None, now).await?,
         Status::Cancelled => {}
     }
-    super::audit::insert(tx, now, &actor, "cancel", Some(&r.id), Some(&r.organization_id), Some(&reason)).await?;
+    super::audit::insert(
+        tx,
+        now,
+        &actor,
+        "cancel",
+        Some(&r.id),
+        Some(&r.organization_id),
+        Some(&reason),
+    )
+    .await?;
     Ok(Some(Cancelled {
         receipt_id: r.id,
         already: false,
@@ -544,7 +584,11 @@ impl Store {
         record_type: &str,
         local_id: &str,
     ) -> Result<Option<Known>> {
-        let (f, t, l) = (facility_id.to_string(), record_type.to_string(), local_id.to_string());
+        let (f, t, l) = (
+            facility_id.to_string(),
+            record_type.to_string(),
+            local_id.to_string(),
+        );
         self.read(move |tx| {
             Box::pin(async move {
                 tx.query_opt(
@@ -595,11 +639,17 @@ impl Store {
     }
 
     /// Receipts matching `filter`, newest first (by when they were received).
-    pub async fn list_receipts(&self, filter: &ReceiptFilter, limit: usize) -> Result<Vec<Receipt>> {
+    pub async fn list_receipts(
+        &self,
+        filter: &ReceiptFilter,
+        limit: usize,
+    ) -> Result<Vec<Receipt>> {
         let f = filter.clone();
         self.read(move |tx| {
             Box::pin(async move {
-                let mut q = Query::new(format!("SELECT {RECEIPT_COLUMNS} FROM receipts WHERE 1 = 1"));
+                let mut q = Query::new(format!(
+                    "SELECT {RECEIPT_COLUMNS} FROM receipts WHERE 1 = 1"
+                ));
                 filter_conditions(&mut q, &f);
                 if let Some(t) = f.since {
                     let p = q.bind(t);
@@ -611,7 +661,11 @@ impl Store {
                 }
                 let p = q.bind(limit as i64);
                 q.push(&format!(" ORDER BY created_at DESC, id LIMIT {p}"));
-                tx.query(&q.sql, &q.args).await?.iter().map(receipt).collect()
+                tx.query(&q.sql, &q.args)
+                    .await?
+                    .iter()
+                    .map(receipt)
+                    .collect()
             })
         })
         .await
@@ -628,7 +682,9 @@ impl Store {
         let f = filter.clone();
         self.read(move |tx| {
             Box::pin(async move {
-                let mut q = Query::new(format!("SELECT {RECEIPT_COLUMNS} FROM receipts WHERE 1 = 1"));
+                let mut q = Query::new(format!(
+                    "SELECT {RECEIPT_COLUMNS} FROM receipts WHERE 1 = 1"
+                ));
                 filter_conditions(&mut q, &f);
                 if let Some(t) = f.since {
                     let p = q.bind(t);
@@ -636,7 +692,9 @@ impl Store {
                 }
                 if let Some((at, id)) = after {
                     let (pa, pi) = (q.bind(at), q.bind(id));
-                    q.push(&format!(" AND (updated_at < {pa} OR (updated_at = {pa} AND id < {pi}))"));
+                    q.push(&format!(
+                        " AND (updated_at < {pa} OR (updated_at = {pa} AND id < {pi}))"
+                    ));
                 }
                 let p = q.bind(limit as i64 + 1);
                 q.push(&format!(" ORDER BY updated_at DESC, id DESC LIMIT {p}"));

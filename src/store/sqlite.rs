@@ -163,7 +163,9 @@ fn cell(v: ValueRef<'_>) -> Cell {
         ValueRef::Integer(i) => Cell::Int(i),
         // No column holds reals; arithmetic on the clock may give one.
         ValueRef::Real(f) => Cell::Int(f.round() as i64),
-        ValueRef::Text(t) | ValueRef::Blob(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => {
+            Cell::Text(String::from_utf8_lossy(t).into_owned())
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 
 use super::{payload, signature};
 use crate::internal_events::{StoreTrouble, WebhookFailed, WebhookGaveUp, WebhookSent};
-use crate::store::{Store, WebhookLease};
+use crate::store::{Store, WebhookFailure, WebhookLease};
 use crate::time::now_millis;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -77,11 +77,20 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(store: Arc<Store>, policy: WebhookPolicy, owner: String, wake: Arc<Notify>) -> anyhow::Result<Dispatcher> {
+    pub fn new(
+        store: Arc<Store>,
+        policy: WebhookPolicy,
+        owner: String,
+        wake: Arc<Notify>,
+    ) -> anyhow::Result<Dispatcher> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(policy.timeout_secs.max(1)))
             .connect_timeout(Duration::from_secs(policy.timeout_secs.clamp(1, 10)))
-            .user_agent(concat!("gerbang/", env!("CARGO_PKG_VERSION"), " (webhooks)"))
+            .user_agent(concat!(
+                "gerbang/",
+                env!("CARGO_PKG_VERSION"),
+                " (webhooks)"
+            ))
             .build()?;
         Ok(Dispatcher {
             store,
@@ -177,7 +186,13 @@ impl Dispatcher {
                     .emit();
                     match self
                         .store
-                        .webhook_sent(&w.facility_id, &lease.token, event.seq, LEASE.as_millis() as i64, now)
+                        .webhook_sent(
+                            &w.facility_id,
+                            &lease.token,
+                            event.seq,
+                            LEASE.as_millis() as i64,
+                            now,
+                        )
                         .await
                     {
                         Ok(true) => continue,
@@ -222,11 +237,13 @@ impl Dispatcher {
                         .webhook_failed(
                             &w.facility_id,
                             &lease.token,
-                            event.seq,
-                            &error,
-                            status,
-                            delay.as_millis() as i64,
-                            give_up,
+                            WebhookFailure {
+                                seq: event.seq,
+                                error: error.clone(),
+                                http_status: status,
+                                delay_ms: delay.as_millis() as i64,
+                                give_up,
+                            },
                             now,
                         )
                         .await
@@ -243,7 +260,10 @@ impl Dispatcher {
                 }
             }
         }
-        let _ = self.store.release_webhook(&w.facility_id, &lease.token).await;
+        let _ = self
+            .store
+            .release_webhook(&w.facility_id, &lease.token)
+            .await;
     }
 
     /// One signed POST; Ok on a 2xx answer.

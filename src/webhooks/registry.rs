@@ -11,7 +11,9 @@ use thiserror::Error;
 pub enum WebhookError {
     #[error("no facility {0}; register it first (`gerbang facility add`)")]
     UnknownFacility(String),
-    #[error("the webhook URL must be an http:// or https:// URL such as https://simpus.example/gerbang/events, not `{0}`")]
+    #[error(
+        "the webhook URL must be an http:// or https:// URL such as https://simpus.example/gerbang/events, not `{0}`"
+    )]
     BadUrl(String),
     #[error("{0}")]
     BadSecret(#[from] signature::SecretError),

@@ -23,6 +23,38 @@ const LEASE_SECS: u64 = 3;
 const VICTIM: &str = "gw-victim";
 const SURVIVORS: [&str; 2] = ["gw-a", "gw-b"];
 
+/// Three gateways on one PostgreSQL schema and one sandbox, each with its own folder and
+/// configuration file: the victim and the survivors, and a facility key that works on all
+/// three (`gerbang facility add` writes to PostgreSQL). The lease owner is
+/// `<HOSTNAME>-<uuid>`: the host name tells the instances apart in the database.
+fn three_gateways(
+    dir: &std::path::Path,
+    sandbox: &Sandbox,
+    schema: &str,
+) -> (String, Gateway, Vec<Gateway>) {
+    let extra = format!(
+        "[store]\nbackend = \"postgres\"\npostgres_url = \"{}\"\npostgres_schema = \"{schema}\"\n\
+         max_connections = 4\n[deliver]\nconcurrency = 4\nlease_secs = {LEASE_SECS}\n",
+        postgres_url()
+    );
+    let config = |name: &str| {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        (write_config(&d, &sandbox.url, &extra), d)
+    };
+    let (victim_cfg, victim_dir) = config(VICTIM);
+    let key = add_facility(&victim_cfg, "pkm-scale", ORG);
+    let victim = Gateway::start(&victim_dir, Some(&victim_cfg), &[("HOSTNAME", VICTIM)]);
+    let survivors = SURVIVORS
+        .iter()
+        .map(|name| {
+            let (cfg, d) = config(name);
+            Gateway::start(&d, Some(&cfg), &[("HOSTNAME", name)])
+        })
+        .collect();
+    (key, victim, survivors)
+}
+
 /// An acknowledged record: which gateway took it, its local id and receipt.
 #[derive(Debug, Clone)]
 struct Acked {
@@ -82,30 +114,7 @@ async fn sigkill_one_of_three_instances_loses_nothing_and_duplicates_nothing() {
         .set_faults(json!({"latency_min_ms": 300, "latency_max_ms": 700}))
         .await;
 
-    // Each instance its own folder and configuration file; one database schema for all.
-    let extra = format!(
-        "[store]\nbackend = \"postgres\"\npostgres_url = \"{}\"\npostgres_schema = \"{schema}\"\n\
-         max_connections = 4\n[deliver]\nconcurrency = 4\nlease_secs = {LEASE_SECS}\n",
-        postgres_url()
-    );
-    let config = |name: &str| {
-        let d = dir.path().join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        (write_config(&d, &sandbox.url, &extra), d)
-    };
-    let (victim_cfg, victim_dir) = config(VICTIM);
-    // `gerbang facility add` writes to PostgreSQL: the key works on every instance.
-    let key = add_facility(&victim_cfg, "pkm-scale", ORG);
-    // The lease owner is `<HOSTNAME>-<uuid>`: the host name tells the instances apart in the
-    // database.
-    let mut victim = Gateway::start(&victim_dir, Some(&victim_cfg), &[("HOSTNAME", VICTIM)]);
-    let survivors: Vec<Gateway> = SURVIVORS
-        .iter()
-        .map(|name| {
-            let (cfg, d) = config(name);
-            Gateway::start(&d, Some(&cfg), &[("HOSTNAME", name)])
-        })
-        .collect();
+    let (key, mut victim, survivors) = three_gateways(dir.path(), &sandbox, &schema);
 
     // Push through all three at once.
     let stop = Arc::new(AtomicBool::new(false));
@@ -350,26 +359,7 @@ async fn corrections_through_three_instances_with_one_killed_end_with_the_latest
     let schema = new_schema();
     let dir = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::start(dir.path(), None);
-    let extra = format!(
-        "[store]\nbackend = \"postgres\"\npostgres_url = \"{}\"\npostgres_schema = \"{schema}\"\n\
-         max_connections = 4\n[deliver]\nconcurrency = 4\nlease_secs = {LEASE_SECS}\n",
-        postgres_url()
-    );
-    let config = |name: &str| {
-        let d = dir.path().join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        (write_config(&d, &sandbox.url, &extra), d)
-    };
-    let (victim_cfg, victim_dir) = config(VICTIM);
-    let key = add_facility(&victim_cfg, "pkm-scale", ORG);
-    let mut victim = Gateway::start(&victim_dir, Some(&victim_cfg), &[("HOSTNAME", VICTIM)]);
-    let survivors: Vec<Gateway> = SURVIVORS
-        .iter()
-        .map(|name| {
-            let (cfg, d) = config(name);
-            Gateway::start(&d, Some(&cfg), &[("HOSTNAME", name)])
-        })
-        .collect();
+    let (key, mut victim, survivors) = three_gateways(dir.path(), &sandbox, &schema);
     let urls: Vec<String> = std::iter::once(victim.url.clone())
         .chain(survivors.iter().map(|g| g.url.clone()))
         .collect();

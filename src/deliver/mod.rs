@@ -11,7 +11,7 @@
 //! found by identifier.
 //!
 //! When the store fails (a full disk, a lost database), the forwarder backs off instead of
-//! spinning: each failed round waits longer, up to [`STORE_BACKOFF_MAX`].
+//! spinning: each failed round waits longer ([`crate::store::backoff`]).
 
 pub mod attempt;
 pub mod breaker;
@@ -56,9 +56,6 @@ pub struct Forwarder {
 /// How long the forwarder sleeps when nothing is due and nothing wakes it.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
-/// The longest wait between two rounds while the store keeps failing.
-pub const STORE_BACKOFF_MAX: Duration = Duration::from_secs(30);
-
 impl Forwarder {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.concurrency));
@@ -82,7 +79,7 @@ impl Forwarder {
                     // Back off: a store that fails now (full disk, database away) will not
                     // be better in a millisecond, and every failure would be a log line.
                     store_failures += 1;
-                    let wait = store_backoff(store_failures);
+                    let wait = crate::store::backoff(store_failures);
                     StoreTrouble {
                         stage: "lease",
                         error: &e.to_string(),
@@ -396,12 +393,4 @@ impl Forwarder {
             }
         }
     }
-}
-
-/// How long to wait after `failures` failed rounds in a row: 0.5 s doubling, at most
-/// [`STORE_BACKOFF_MAX`].
-fn store_backoff(failures: u32) -> Duration {
-    Duration::from_millis(500)
-        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(10)))
-        .min(STORE_BACKOFF_MAX)
 }

@@ -210,6 +210,16 @@ pub fn sha256_hex(data: &[u8]) -> String {
     s
 }
 
+/// How long a background worker (forwarder, webhook sender) waits after `failures` failed
+/// rounds against the store in a row: 0.5 s doubling, at most 30 s. A store that fails now (a
+/// full disk, the database away) is not better a millisecond later, and every failure is a
+/// log line.
+pub fn backoff(failures: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(500)
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(10)))
+        .min(std::time::Duration::from_secs(30))
+}
+
 /// A fresh random id for a row (receipts, lease tokens, events).
 pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()

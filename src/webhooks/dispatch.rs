@@ -119,9 +119,7 @@ impl Dispatcher {
                 }
                 Err(e) => {
                     failures += 1;
-                    let wait = Duration::from_millis(500)
-                        .saturating_mul(2u32.saturating_pow(failures.min(6)))
-                        .min(Duration::from_secs(30));
+                    let wait = crate::store::backoff(failures);
                     StoreTrouble {
                         stage: "webhooks",
                         error: &e.to_string(),
@@ -154,13 +152,7 @@ impl Dispatcher {
         {
             Ok(e) => e,
             Err(e) => {
-                StoreTrouble {
-                    stage: "webhooks",
-                    error: &e.to_string(),
-                    failures: 1,
-                    retry_in: LEASE,
-                }
-                .emit();
+                store_trouble(&e);
                 return;
             }
         };
@@ -199,13 +191,7 @@ impl Dispatcher {
                         // The lease was lost (taken over): stop; the new holder goes on.
                         Ok(false) => return,
                         Err(e) => {
-                            StoreTrouble {
-                                stage: "webhooks",
-                                error: &e.to_string(),
-                                failures: 1,
-                                retry_in: LEASE,
-                            }
-                            .emit();
+                            store_trouble(&e);
                             return;
                         }
                     }
@@ -248,13 +234,7 @@ impl Dispatcher {
                         )
                         .await
                     {
-                        StoreTrouble {
-                            stage: "webhooks",
-                            error: &e.to_string(),
-                            failures: 1,
-                            retry_in: LEASE,
-                        }
-                        .emit();
+                        store_trouble(&e);
                     }
                     return;
                 }
@@ -306,4 +286,15 @@ impl Dispatcher {
             ))
         }
     }
+}
+
+/// The store failed while sending: the lease runs out and the webhook is taken up again.
+fn store_trouble(e: &crate::store::StoreError) {
+    StoreTrouble {
+        stage: "webhooks",
+        error: &e.to_string(),
+        failures: 1,
+        retry_in: LEASE,
+    }
+    .emit();
 }

@@ -271,15 +271,7 @@ async fn a_correction_after_delivery_updates_what_changed_and_retires_what_is_go
     );
 
     // The facility's events: delivered, then corrected.
-    let events: Value = client()
-        .get(format!("{}/events?since=0", s.gw.url))
-        .bearer_auth(&s.key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, events) = get_json(&format!("{}/events?since=0", s.gw.url), &s.key).await;
     let kinds: Vec<(&str, i64)> = events["events"]
         .as_array()
         .unwrap()
@@ -473,15 +465,7 @@ async fn a_refused_partly_stored_record_is_corrected_through_a_lagging_search() 
             .contains(&json!("/pengukuran/lingkar_kepala")),
         "{dead}"
     );
-    let listed: Value = client()
-        .get(format!("{}/receipts?status=dead", s.gw.url))
-        .bearer_auth(&s.key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, listed) = get_json(&format!("{}/receipts?status=dead", s.gw.url), &s.key).await;
     assert_eq!(
         listed["receipts"][0]["errors"][0]["rule"], 10103,
         "{listed}"
@@ -536,14 +520,7 @@ async fn a_refused_partly_stored_record_is_corrected_through_a_lagging_search() 
 }
 
 async fn admin_get(s: &Setup, path: &str) -> (u16, Value) {
-    let r = client()
-        .get(format!("{}{path}", s.gw.url))
-        .bearer_auth(&s.operator)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    get_json(&format!("{}{path}", s.gw.url), &s.operator).await
 }
 
 /// The facility's own list: only its records, newest change first, a cursor for the next page.
@@ -564,15 +541,7 @@ async fn the_facility_lists_its_own_records() {
     let mut seen = Vec::new();
     let mut next = "/receipts?_count=2&record_type=posyandu.balita".to_string();
     loop {
-        let page: Value = client()
-            .get(format!("{}{next}", s.gw.url))
-            .bearer_auth(&s.key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, page) = get_json(&format!("{}{next}", s.gw.url), &s.key).await;
         for r in page["receipts"].as_array().unwrap() {
             assert!(r["revision"].is_i64() && r["status"].is_string(), "{r}");
             seen.push(r["local_id"].as_str().unwrap().to_string());
@@ -584,11 +553,6 @@ async fn the_facility_lists_its_own_records() {
     }
     seen.sort();
     assert_eq!(seen, vec!["LC-L0", "LC-L1", "LC-L2"], "its own, each once");
-    let r = client()
-        .get(format!("{}/receipts?status=lost", s.gw.url))
-        .bearer_auth(&s.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 400);
+    let (status, _) = get_json(&format!("{}/receipts?status=lost", s.gw.url), &s.key).await;
+    assert_eq!(status, 400);
 }

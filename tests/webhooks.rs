@@ -132,15 +132,11 @@ async fn a_receiver_down_for_a_while_gets_every_event_in_order_signed() {
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 422);
-    let shown: Value = client()
-        .get(format!("{}/admin/facilities/pkm-hook/webhook", gw.url))
-        .bearer_auth(&operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, shown) = get_json(
+        &format!("{}/admin/facilities/pkm-hook/webhook", gw.url),
+        &operator,
+    )
+    .await;
     assert!(
         shown.get("secret").is_none(),
         "the secret is shown once only: {shown}"
@@ -189,15 +185,7 @@ async fn a_receiver_down_for_a_while_gets_every_event_in_order_signed() {
     }
     // It was tried, and failing is visible to operators.
     eventually(WAIT, "the webhook failing, as operators see it", || async {
-        let state: Value = client()
-            .get(format!("{}/admin/webhooks", gw.url))
-            .bearer_auth(&operator)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, state) = get_json(&format!("{}/admin/webhooks", gw.url), &operator).await;
         let w = &state["webhooks"][0];
         (*rx.refused.lock().unwrap() > 0
             && w["backlog"].as_i64().unwrap() >= 1
@@ -209,15 +197,7 @@ async fn a_receiver_down_for_a_while_gets_every_event_in_order_signed() {
 
     // Back up: every event arrives.
     rx.up.store(true, Ordering::SeqCst);
-    let feed: Value = client()
-        .get(format!("{}/events?since=0&_count=100", gw.url))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, feed) = get_json(&format!("{}/events?since=0&_count=100", gw.url), &key).await;
     let events = feed["events"].as_array().unwrap().clone();
     // 3 delivered, 1 refused, 1 corrected, 1 cancelled.
     assert_eq!(events.len(), 6, "{feed}");
@@ -283,15 +263,11 @@ async fn a_receiver_down_for_a_while_gets_every_event_in_order_signed() {
         texts(&refused["data"]["outcome"]).contains("10103"),
         "{refused}"
     );
-    let caught_up: Value = client()
-        .get(format!("{}/admin/facilities/pkm-hook/webhook", gw.url))
-        .bearer_auth(&operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, caught_up) = get_json(
+        &format!("{}/admin/facilities/pkm-hook/webhook", gw.url),
+        &operator,
+    )
+    .await;
     assert_eq!(
         (
             caught_up["backlog"].as_i64(),

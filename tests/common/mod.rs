@@ -306,6 +306,13 @@ pub async fn receipt(url: &str, key: &str, id: &str) -> Value {
         .unwrap()
 }
 
+/// `GET url` with a bearer key: the status and the JSON body (Null when not JSON).
+pub async fn get_json(url: &str, key: &str) -> (u16, Value) {
+    let r = client().get(url).bearer_auth(key).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
 /// Poll `check` until it returns `Some`, or fail after `timeout` with `what`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where

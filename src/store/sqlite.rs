@@ -29,7 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/sqlite/0004_replay_budget.sql")),
     (5, include_str!("migrations/sqlite/0005_access.sql")),
     (6, include_str!("migrations/sqlite/0006_pull.sql")),
-    (7, include_str!("migrations/sqlite/0007_lifecycle.sql")),
+    (7, include_str!("migrations/0007_lifecycle.sql")),
 ];
 
 /// How many queued writes one transaction may take.

@@ -1,3 +1,4 @@
+-- Written once for both databases (BIGINT is an integer column in SQLite too).
 -- Version 7: a record's whole life. A record has revisions (the same local id with new
 -- content); one revision is on its way at a time (`sending_revision`), and SATUSEHAT holds
 -- `delivered_revision`. A cancellation is work of its own (`sending_revision` NULL with
@@ -45,7 +46,8 @@ SELECT r.id, 1, r.content_hash, r.format, r.created_at, p.raw, p.bundle,
 FROM receipts r LEFT JOIN payloads p ON p.receipt_id = r.id;
 DROP TABLE payloads;
 
--- Events, numbered in commit order (MAX + 1 under an advisory lock held until commit).
+-- Events, numbered in commit order: MAX + 1, assigned by the single writer (SQLite) or under an
+-- advisory lock held until commit (PostgreSQL).
 CREATE TABLE events (
     seq         BIGINT PRIMARY KEY,
     id          TEXT NOT NULL UNIQUE,       -- msg_…: the webhook-id, the same on every retry

@@ -164,7 +164,6 @@ impl Row {
 /// A connection inside a transaction (writes) or not (reads), of either database.
 #[async_trait]
 pub trait Tx: Send {
-    fn dialect(&self) -> Dialect;
     /// Run a statement; how many rows it changed.
     async fn execute(&mut self, sql: &str, args: &[Cell]) -> Result<u64>;
     /// Run a query; every row.

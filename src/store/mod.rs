@@ -41,7 +41,7 @@ pub use receipts::{
     Revision, Status,
 };
 
-use db::{Dialect, Tx};
+use db::Tx;
 use std::pin::Pin;
 use thiserror::Error;
 
@@ -131,13 +131,6 @@ impl Store {
             });
         }
         Ok(())
-    }
-
-    pub fn dialect(&self) -> Dialect {
-        match self.backend {
-            Backend::Sqlite(_) => Dialect::Sqlite,
-            Backend::Postgres(_) => Dialect::Postgres,
-        }
     }
 
     /// Whether one process owns this store (SQLite). Only then may leases be taken back at

@@ -169,19 +169,9 @@ async fn complete(
     now: i64,
     completion: Completion,
 ) -> Result<bool> {
-    let Some(row) = tx
-        .query_opt(
-            "SELECT id FROM receipts WHERE id = $1 AND lease_token = $2 AND status = 'delivering' {for_update}",
-            args![&receipt_id, &token],
-        )
-        .await?
-    else {
+    let Some(r) = receipts::lock_leased(tx, &receipt_id, &token).await? else {
         return Ok(false);
     };
-    let _: String = row.get(0)?;
-    let r = receipts::read_receipt(tx, &receipt_id)
-        .await?
-        .ok_or_else(|| StoreError::Database(format!("receipt {receipt_id} vanished")))?;
     let work = r.sending_revision;
     let cancelling = r.cancel_requested_at.is_some();
     let newer = |rev: i64| r.revision > rev;

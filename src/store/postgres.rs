@@ -235,10 +235,6 @@ fn rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<Row>> {
 
 #[async_trait]
 impl Tx for PgTx<'_> {
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
-    }
-
     async fn execute(&mut self, sql: &str, args: &[Cell]) -> Result<u64> {
         let sql = rewrite(sql, Dialect::Postgres);
         let args = params(args);

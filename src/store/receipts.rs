@@ -281,6 +281,21 @@ pub(crate) async fn read_receipt(tx: &mut dyn Tx, id: &str) -> Result<Option<Rec
     .transpose()
 }
 
+/// The receipt whose lease `token` is current, locked until the transaction ends (None: the
+/// lease expired and was taken over, or the attempt was already recorded).
+pub(crate) async fn lock_leased(tx: &mut dyn Tx, id: &str, token: &str) -> Result<Option<Receipt>> {
+    tx.query_opt(
+        &format!(
+            "SELECT {RECEIPT_COLUMNS} FROM receipts WHERE id = $1 AND lease_token = $2 AND status = 'delivering' {{for_update}}"
+        ),
+        args![id, token],
+    )
+    .await?
+    .as_ref()
+    .map(receipt)
+    .transpose()
+}
+
 /// Set `revision`'s outcome (a pending revision only; an outcome once given stays).
 pub(crate) async fn settle_revision(
     tx: &mut dyn Tx,

@@ -171,10 +171,6 @@ fn cell(v: ValueRef<'_>) -> Cell {
 
 #[async_trait]
 impl Tx for SqliteTx<'_> {
-    fn dialect(&self) -> Dialect {
-        Dialect::Sqlite
-    }
-
     async fn execute(&mut self, sql: &str, args: &[Cell]) -> Result<u64> {
         let sql = rewrite(sql, Dialect::Sqlite);
         let mut stmt = self.conn.prepare_cached(&sql)?;

@@ -231,7 +231,11 @@ impl Query {
 
 /// `sql` as `dialect` spells it.
 pub fn rewrite(sql: &str, dialect: Dialect) -> Cow<'_, str> {
-    if !sql.contains(['$', '{']) {
+    let untouched = match dialect {
+        Dialect::Sqlite => !sql.contains(['$', '{']),
+        Dialect::Postgres => !sql.contains('{'),
+    };
+    if untouched {
         return Cow::Borrowed(sql);
     }
     let (now, skip_locked, for_update) = match dialect {

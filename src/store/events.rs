@@ -3,14 +3,14 @@
 //! written in the same transaction as the change (a transactional outbox), so none is lost
 //! and none is told of a change that did not commit.
 //!
-//! Events are numbered in commit order (`seq`, like the `_since` feed's positions): a
+//! Events are numbered in commit order (`seq`, like the `_since` feed's positions, under
+//! `outbox::POSITIONS_LOCK`): a
 //! facility reading `GET /events?since=n` never finds a new event below `n` later. The
 //! facility's webhook ([`Webhook`]) is sent the events in that order, one at a time, by one
 //! gateway instance at a time (a lease, as for deliveries): in order per record, at least
 //! once, each with its stable id.
 
 use super::db::{Row, Tx, args};
-use super::outbox::POSITIONS_LOCK;
 use super::receipts::Receipt;
 use super::{Result, Store, StoreError};
 use serde::Serialize;
@@ -116,7 +116,8 @@ pub struct WebhookLease {
     pub token: String,
 }
 
-/// Record an event of `r` (its facility, record type and local id) in the transaction.
+/// Record an event of `r` (its facility, record type and local id) in the transaction. The
+/// caller holds [`POSITIONS_LOCK`], so that numbers become visible in order.
 pub(crate) async fn record(
     tx: &mut dyn Tx,
     r: &Receipt,
@@ -125,8 +126,6 @@ pub(crate) async fn record(
     data: Value,
     at: i64,
 ) -> Result<()> {
-    // Numbers become visible in order (see `POSITIONS_LOCK`).
-    tx.serialize(POSITIONS_LOCK).await?;
     tx.execute(
         "INSERT INTO events (seq, id, facility_id, receipt_id, record_type, local_id, type, revision, at, data) \
          VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM events), $1, $2, $3, $4, $5, $6, $7, $8, $9)",

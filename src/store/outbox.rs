@@ -175,6 +175,9 @@ async fn complete(
     let work = r.sending_revision;
     let cancelling = r.cancel_requested_at.is_some();
     let newer = |rev: i64| r.revision > rev;
+    // What needs a position in commit order; assigned last, so that the lock that orders
+    // positions (PostgreSQL) is held for as short a time as possible.
+    let mut positions = Positions::default();
     let (result, http_status, detail, next) = match &completion {
         Completion::Delivered {
             server_ids,
@@ -182,34 +185,29 @@ async fn complete(
             changes,
         } => {
             let result = if *duplicate { "duplicate" } else { "delivered" };
-            tx.execute(
-                "UPDATE receipts SET server_ids = $2, updated_at = $3, lease_owner = NULL, lease_token = NULL, \
-                 lease_until = NULL, next_attempt_at = NULL, last_error = NULL, upstream_outcome = NULL WHERE id = $1",
-                args![&receipt_id, server_ids, now],
-            )
-            .await?;
             match work {
                 Some(rev) => {
+                    tx.execute(
+                        "UPDATE receipts SET status = 'delivered', delivered_revision = $4, server_ids = $2, updated_at = $3, \
+                         lease_owner = NULL, lease_token = NULL, lease_until = NULL, next_attempt_at = NULL, last_error = NULL, \
+                         upstream_outcome = NULL WHERE id = $1",
+                        args![&receipt_id, server_ids, now, rev],
+                    )
+                    .await?;
                     tx.execute(
                         "UPDATE revisions SET outcome = 'delivered', outcome_at = $3, changes = $4 WHERE receipt_id = $1 AND revision = $2",
                         args![&receipt_id, rev, now, changes.as_ref()],
                     )
                     .await?;
-                    tx.execute(
-                        "UPDATE receipts SET status = 'delivered', delivered_revision = $2 WHERE id = $1",
-                        args![&receipt_id, rev],
-                    )
-                    .await?;
                     // A new position in the feed: pullers see what SATUSEHAT now holds.
-                    tx.serialize(POSITIONS_LOCK).await?;
-                    new_feed_position(tx, &receipt_id, now).await?;
+                    positions.feed = true;
                     let kind = if r.delivered_revision.is_none() {
                         EventKind::Delivered
                     } else {
                         EventKind::Corrected
                     };
                     let data = json!({"upstream_ids": server_ids, "changes": changes});
-                    events::record(tx, &r, kind, Some(rev), data, now).await?;
+                    positions.events.push((kind, Some(rev), data));
                     let next = if cancelling {
                         Next::Cancel
                     } else if newer(rev) {
@@ -220,7 +218,14 @@ async fn complete(
                     (result, None, None, next)
                 }
                 // The cancellation reached SATUSEHAT.
-                None => (result, None, None, Next::Cancelled),
+                None => {
+                    tx.execute(
+                        "UPDATE receipts SET server_ids = $2 WHERE id = $1",
+                        args![&receipt_id, server_ids],
+                    )
+                    .await?;
+                    (result, None, None, Next::Cancelled)
+                }
             }
         }
         Completion::Retry {
@@ -265,15 +270,9 @@ async fn complete(
                 )
                 .await?;
             }
-            events::record(
-                tx,
-                &r,
-                EventKind::Refused,
-                work,
-                json!({"outcome": outcome}),
-                now,
-            )
-            .await?;
+            positions
+                .events
+                .push((EventKind::Refused, work, json!({"outcome": outcome})));
             let next = match work {
                 Some(rev) if cancelling => {
                     receipts::close_refused(tx, &receipt_id, Some(rev), "cancelled").await?;
@@ -313,18 +312,36 @@ async fn complete(
         Next::Revision(n) => receipts::queue_work(tx, &receipt_id, Some(n), now).await?,
         Next::Cancel => receipts::queue_work(tx, &receipt_id, None, now).await?,
         Next::Cancelled => {
-            tx.serialize(POSITIONS_LOCK).await?;
-            receipts::end_cancelled(tx, &r, now).await?;
-            if r.delivered_revision.is_some() {
-                // Pullers see it again, as cancelled.
-                new_feed_position(tx, &receipt_id, now).await?;
-            }
+            receipts::mark_cancelled(tx, &receipt_id, now).await?;
+            positions.events.push((
+                EventKind::Cancelled,
+                None,
+                json!({"reason": r.cancel_reason}),
+            ));
+            // Pullers see it again, as cancelled.
+            positions.feed |= r.delivered_revision.is_some();
+        }
+    }
+    if positions.feed || !positions.events.is_empty() {
+        tx.serialize(POSITIONS_LOCK).await?;
+        if positions.feed {
+            new_feed_position(tx, &receipt_id, now).await?;
+        }
+        for (kind, revision, data) in positions.events {
+            events::record(tx, &r, kind, revision, data, now).await?;
         }
     }
     Ok(true)
 }
 
-/// The next position in the `_since` feed (under [`POSITIONS_LOCK`]). The delivery time
+/// What a completion numbers in commit order: a new feed position, events.
+#[derive(Default)]
+struct Positions {
+    feed: bool,
+    events: Vec<(EventKind, Option<i64>, serde_json::Value)>,
+}
+
+/// The next position in the `_since` feed (the caller holds [`POSITIONS_LOCK`]). The delivery time
 /// never goes back along the feed: `_since` relies on it.
 async fn new_feed_position(tx: &mut dyn Tx, receipt_id: &str, now: i64) -> Result<()> {
     tx.execute(

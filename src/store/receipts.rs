@@ -348,14 +348,21 @@ pub(crate) async fn queue_work(
     Ok(())
 }
 
-/// End the record as cancelled now (nothing more to send), with its event.
-pub(crate) async fn end_cancelled(tx: &mut dyn Tx, r: &Receipt, now: i64) -> Result<()> {
+/// The record is cancelled now: nothing more to send.
+pub(crate) async fn mark_cancelled(tx: &mut dyn Tx, receipt_id: &str, now: i64) -> Result<()> {
     tx.execute(
         "UPDATE receipts SET status = 'cancelled', cancelled_at = $2, updated_at = $2, sending_revision = NULL, \
          next_attempt_at = NULL, lease_owner = NULL, lease_token = NULL, lease_until = NULL WHERE id = $1",
-        args![&r.id, now],
+        args![receipt_id, now],
     )
     .await?;
+    Ok(())
+}
+
+/// End a record that SATUSEHAT holds nothing of as cancelled, with its event.
+async fn end_cancelled(tx: &mut dyn Tx, r: &Receipt, now: i64) -> Result<()> {
+    mark_cancelled(tx, &r.id, now).await?;
+    tx.serialize(super::outbox::POSITIONS_LOCK).await?;
     events::record(
         tx,
         r,

@@ -121,7 +121,6 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
         store.clone(),
         cfg.webhooks.clone(),
         instance.clone(),
-        Arc::new(tokio::sync::Notify::new()),
     )?);
     let webhook_task = tokio::spawn(dispatcher.run(stop_rx.clone()));
     // Bulk Data export: one worker per process runs the jobs and deletes expired files;

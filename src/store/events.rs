@@ -303,6 +303,26 @@ impl Store {
         .await
     }
 
+    /// Whether any webhook has events to send and is due: a read, so that an idle gateway
+    /// polling for webhook work does not write.
+    pub async fn webhooks_due(&self) -> Result<bool> {
+        self.read(|tx| {
+            Box::pin(async move {
+                Ok(tx
+                    .query_opt(
+                        "SELECT 1 FROM webhooks w WHERE w.next_attempt_at <= {now} \
+                         AND (w.lease_until IS NULL OR w.lease_until < {now}) \
+                         AND EXISTS (SELECT 1 FROM events e WHERE e.facility_id = w.facility_id AND e.seq > w.sent_seq) \
+                         LIMIT 1",
+                        args![],
+                    )
+                    .await?
+                    .is_some())
+            })
+        })
+        .await
+    }
+
     /// Lease up to `limit` webhooks that have events to send and are due, for `lease_ms`
     /// (database clock).
     pub async fn lease_webhooks(

@@ -14,7 +14,7 @@ use crate::time::now_millis;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 /// How webhooks are retried. Configured under `[webhooks]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -61,7 +61,8 @@ impl WebhookPolicy {
 const EVENTS_PER_LEASE: usize = 100;
 /// How long a lease on a webhook lasts; renewed by every acknowledged event.
 const LEASE: Duration = Duration::from_secs(60);
-/// How often the dispatcher looks for due webhooks when nothing wakes it.
+/// How often the dispatcher looks for due webhooks (a read); an event waits at most this
+/// long before it is sent.
 const POLL: Duration = Duration::from_millis(500);
 /// Webhooks served at once.
 const AT_ONCE: usize = 8;
@@ -72,8 +73,6 @@ pub struct Dispatcher {
     pub policy: WebhookPolicy,
     /// Unique per process: lease owner.
     pub owner: String,
-    /// Woken when events were written.
-    pub wake: Arc<Notify>,
 }
 
 impl Dispatcher {
@@ -81,7 +80,6 @@ impl Dispatcher {
         store: Arc<Store>,
         policy: WebhookPolicy,
         owner: String,
-        wake: Arc<Notify>,
     ) -> anyhow::Result<Dispatcher> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(policy.timeout_secs.max(1)))
@@ -97,7 +95,6 @@ impl Dispatcher {
             http,
             policy,
             owner,
-            wake,
         })
     }
 
@@ -107,11 +104,17 @@ impl Dispatcher {
             if *shutdown.borrow() {
                 break;
             }
-            match self
-                .store
-                .lease_webhooks(&self.owner, LEASE.as_millis() as i64, AT_ONCE)
-                .await
-            {
+            // Read first: an idle gateway must not write (and fsync) on every poll.
+            let leased = match self.store.webhooks_due().await {
+                Ok(false) => Ok(Vec::new()),
+                Ok(true) => {
+                    self.store
+                        .lease_webhooks(&self.owner, LEASE.as_millis() as i64, AT_ONCE)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match leased {
                 Ok(leases) => {
                     failures = 0;
                     let sends: Vec<_> = leases.into_iter().map(|l| self.send_backlog(l)).collect();
@@ -136,7 +139,6 @@ impl Dispatcher {
             }
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
-                _ = self.wake.notified() => {}
                 _ = shutdown.changed() => {}
             }
         }

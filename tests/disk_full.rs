@@ -62,8 +62,20 @@ async fn a_full_disk_refuses_new_records_is_not_ready_and_recovers() {
     // Room to take back later.
     let filler = data.join("filler");
     std::fs::write(&filler, vec![0u8; 1024 * 1024]).unwrap();
-    // Keep 1 MB free (the default, 64 MB, is more than this whole disk).
-    let mut gw = Gateway::start(dir.path(), None, &[("GERBANG_STORE__MIN_FREE_MB", "1")]);
+    // Keep 1 MB free (the default, 64 MB, is more than this whole disk). Retries and the
+    // breaker stay short: how long the records waited while SATUSEHAT was down must not
+    // decide how long they take once it is back.
+    let mut gw = Gateway::start(
+        dir.path(),
+        None,
+        &[
+            ("GERBANG_STORE__MIN_FREE_MB", "1"),
+            ("GERBANG_DELIVER__RETRY__BASE", "0.2"),
+            ("GERBANG_DELIVER__RETRY__CAP", "1"),
+            ("GERBANG_DELIVER__BREAKER__OPEN_SECS", "0.5"),
+            ("GERBANG_DELIVER__BREAKER__MAX_OPEN_SECS", "2"),
+        ],
+    );
     let key = gw.demo_key.clone().unwrap();
     // SATUSEHAT is down meanwhile: records wait in the queue, and the forwarder keeps
     // writing their attempts — into the full disk.

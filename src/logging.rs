@@ -63,7 +63,9 @@ impl Drop for LineRedactor {
 
 /// Mask runs of 11 or more digits (NIK 16, KK 16, BPJS 13, mobile numbers 11–13), keeping
 /// shorter numbers (counts, HTTP statuses, rule numbers, 10-digit organization ids).
-/// Only free-standing numbers count: digits inside a word (hex ids, UUIDs) are left alone.
+/// Only free-standing numbers count: digits inside a word (hex ids, UUIDs) are left alone —
+/// including the last group of a UUID that happens to be all digits (one in about 300
+/// receipt ids), which follows a hyphen.
 pub fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut run = String::new();
@@ -80,7 +82,7 @@ pub fn redact(text: &str) -> String {
     for c in text.chars() {
         if c.is_ascii_digit() {
             if run.is_empty() {
-                run_in_word = prev_alnum;
+                run_in_word = prev_alnum || ends_with_uuid_head(&out);
             }
             run.push(c);
         } else {
@@ -94,6 +96,20 @@ pub fn redact(text: &str) -> String {
     }
     flush(&mut run, &mut out, run_in_word);
     out
+}
+
+/// Whether `text` ends with the first four groups of a UUID and its last hyphen
+/// (`xxxxxxxx-xxxx-xxxx-xxxx-`): what follows is the UUID's last group, not a number.
+fn ends_with_uuid_head(text: &str) -> bool {
+    let b = text.as_bytes();
+    if b.len() < 24 {
+        return false;
+    }
+    let head = &b[b.len() - 24..];
+    head.iter().enumerate().all(|(i, c)| match i {
+        8 | 13 | 18 | 23 => *c == b'-',
+        _ => c.is_ascii_hexdigit(),
+    })
 }
 
 #[cfg(test)]
@@ -120,5 +136,12 @@ mod tests {
             redact("id=126a72336212345678901d91b87"),
             "id=126a72336212345678901d91b87"
         );
+        // A UUID whose last group is all digits is an id, not a number.
+        assert_eq!(
+            redact("receipt=\"99973314-5084-405a-8f2d-528423779931\""),
+            "receipt=\"99973314-5084-405a-8f2d-528423779931\""
+        );
+        // A NIK after a hyphen that is not a UUID's is still masked.
+        assert_eq!(redact("NIK-3273015008250002"), "NIK-[redacted]");
     }
 }

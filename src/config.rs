@@ -160,14 +160,20 @@ impl Default for DeliverConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
-    /// Largest accepted request body, in bytes.
+    /// Largest accepted request body of one record or one FHIR Bundle, in bytes.
     pub max_body_bytes: usize,
+    /// Most records (NDJSON lines, or Bundles of a FHIR `batch`) one batch request may carry.
+    pub max_batch_records: usize,
+    /// Largest accepted body of a batch, in bytes: a day of a posyandu is well under 1 MiB.
+    pub max_batch_bytes: usize,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             max_body_bytes: 1024 * 1024,
+            max_batch_records: 1000,
+            max_batch_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -180,15 +180,24 @@ impl DeadLetters<'_> {
             organization_id: &facility.organization_id,
             location_id: &facility.location_id,
         };
-        let mapped = self
-            .mappings
-            .map_record_as(
-                &receipt.record_type,
-                receipt.format.as_deref(),
-                &payload.raw,
-                &sender,
-            )
-            .map_err(DeadLetterError::StillInvalid)?;
+        let mapped = if receipt.record_type == crate::fhir_in::RECORD_TYPE {
+            // FHIR the facility built itself: prepared again, as it came in.
+            crate::fhir_in::prepare(&payload.raw, &facility.organization_id)
+                .map(|p| crate::mapping::Mapped {
+                    local_id: p.local_id,
+                    bundle: p.bundle,
+                })
+                .map_err(|r| DeadLetterError::StillInvalid(r.into_outcome()))?
+        } else {
+            self.mappings
+                .map_record_as(
+                    &receipt.record_type,
+                    receipt.format.as_deref(),
+                    &payload.raw,
+                    &sender,
+                )
+                .map_err(DeadLetterError::StillInvalid)?
+        };
         if mapped.local_id != receipt.local_id {
             return Err(DeadLetterError::IdentityChanged {
                 before: receipt.local_id.clone(),

@@ -12,6 +12,7 @@ pub mod config;
 pub mod dead_letters;
 pub mod deliver;
 pub mod fhir;
+pub mod fhir_in;
 pub mod internal_events;
 pub mod logging;
 pub mod mapping;

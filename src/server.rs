@@ -158,6 +158,10 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
         store,
         wake,
         max_body_bytes: cfg.ingest.max_body_bytes,
+        batch: api::batch::BatchLimits {
+            max_records: cfg.ingest.max_batch_records,
+            max_bytes: cfg.ingest.max_batch_bytes,
+        },
         auth: cfg.auth.clone(),
         limits: limits.clone(),
         metrics: Some(metrics),

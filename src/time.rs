@@ -96,6 +96,22 @@ pub fn is_satusehat_utc(s: &str) -> bool {
         && DateTime::parse_from_rfc3339(s).is_ok()
 }
 
+/// A full date-time written with another offset than `+00:00` (`+07:00`, `Z`), rewritten as
+/// the same instant in SATUSEHAT's UTC form, fractions of a second kept; `None` for anything
+/// else (already UTC, a date, not a date-time).
+pub fn as_satusehat_utc(s: &str) -> Option<String> {
+    if s.len() < 20 || s.as_bytes()[10] != b'T' || is_satusehat_utc(s) {
+        return None;
+    }
+    let t = DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc);
+    let precision = if s[19..].starts_with('.') {
+        SecondsFormat::AutoSi
+    } else {
+        SecondsFormat::Secs
+    };
+    Some(t.to_rfc3339_opts(precision, false))
+}
+
 /// An instant given by a person or a client (`2026-11-03T00:00:00+07:00`, RFC 3339), as
 /// milliseconds since the epoch. In a URL query an unencoded `+` of the offset arrives as a
 /// space; it is taken back.
@@ -150,6 +166,25 @@ mod tests {
             to_utc("2026-05-12T08:30", "CET"),
             Err(TimeError::BadZone(_))
         ));
+    }
+
+    #[test]
+    fn other_offsets_become_the_same_instant_in_utc() {
+        assert_eq!(
+            as_satusehat_utc("2026-05-12T08:30:00+07:00").as_deref(),
+            Some("2026-05-12T01:30:00+00:00")
+        );
+        assert_eq!(
+            as_satusehat_utc("2026-05-12T01:30:00Z").as_deref(),
+            Some("2026-05-12T01:30:00+00:00")
+        );
+        assert_eq!(
+            as_satusehat_utc("2026-05-12T01:30:00.250Z").as_deref(),
+            Some("2026-05-12T01:30:00.250+00:00")
+        );
+        assert_eq!(as_satusehat_utc("2026-05-12T01:30:00+00:00"), None);
+        assert_eq!(as_satusehat_utc("2026-05-12"), None);
+        assert_eq!(as_satusehat_utc("Jl. Merdeka 2026-05-12T01:30:00Z"), None);
     }
 
     #[test]

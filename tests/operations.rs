@@ -77,8 +77,13 @@ async fn the_capability_statement_and_openapi_match_the_real_endpoints() {
     for res in rest["resource"].as_array().unwrap() {
         let t = res["type"].as_str().unwrap();
         for i in res["interaction"].as_array().into_iter().flatten() {
-            assert_eq!(i["code"], "search-type");
-            fhir_paths.push(("get", format!("/fhir/{t}?_since=2026-01-01T00:00:00Z")));
+            match i["code"].as_str().unwrap() {
+                "search-type" => {
+                    fhir_paths.push(("get", format!("/fhir/{t}?_since=2026-01-01T00:00:00Z")))
+                }
+                "create" => fhir_paths.push(("post", format!("/fhir/{t}"))),
+                other => panic!("an interaction gerbang does not offer: {other}"),
+            }
         }
         for op in res["operation"].as_array().into_iter().flatten() {
             fhir_paths.push((
@@ -86,6 +91,13 @@ async fn the_capability_statement_and_openapi_match_the_real_endpoints() {
                 format!("/fhir/{t}/1000000001/${}", op["name"].as_str().unwrap()),
             ));
         }
+    }
+    for i in rest["interaction"].as_array().into_iter().flatten() {
+        assert!(
+            matches!(i["code"].as_str(), Some("transaction" | "batch")),
+            "{i}"
+        );
+        fhir_paths.push(("post", "/fhir".to_string()));
     }
     let token = rest["security"]["extension"][0]["extension"][0]["valueUri"]
         .as_str()

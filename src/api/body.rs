@@ -15,6 +15,70 @@ pub async fn read(payload: web::Payload, state: &AppState) -> Result<web::Bytes,
     Ok(body)
 }
 
+/// A batch body (NDJSON, or a FHIR `batch` Bundle), refused past the batch limit or nested
+/// too deep.
+pub async fn read_batch(payload: web::Payload, state: &AppState) -> Result<web::Bytes, ApiError> {
+    let body = read_limited(payload, state.batch.max_bytes).await?;
+    check_depth(&body, state.limits.max_json_depth)?;
+    Ok(body)
+}
+
+/// What a request body says it is, by its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `application/json` or `application/fhir+json`: one record, one resource or one Bundle.
+    Json,
+    /// `application/x-ndjson` (or `application/ndjson`): one record per line.
+    Ndjson,
+}
+
+/// The body's kind, refused with 415 when the `Content-Type` is missing or not one of
+/// `accepted` — a body that does not say it is JSON is not taken for JSON.
+pub fn kind(req: &actix_web::HttpRequest, accepted: &[Kind]) -> Result<Kind, ApiError> {
+    let media = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"))
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let kind = match media.as_deref() {
+        Some("application/json" | "application/fhir+json") => Some(Kind::Json),
+        Some("application/x-ndjson" | "application/ndjson" | "application/fhir+ndjson") => {
+            Some(Kind::Ndjson)
+        }
+        _ => None,
+    };
+    match kind {
+        Some(k) if accepted.contains(&k) => Ok(k),
+        _ => {
+            let wanted: Vec<&str> = accepted
+                .iter()
+                .map(|k| match k {
+                    Kind::Json => "`application/json` (or `application/fhir+json`)",
+                    Kind::Ndjson => "`application/x-ndjson` (a batch: one record per line)",
+                })
+                .collect();
+            Err(ApiError::one(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                IssueCode::NotSupported,
+                format!(
+                    "{}; send the header Content-Type: {} — nothing was stored",
+                    match media {
+                        Some(m) => format!("this endpoint does not take a body of type `{m}`"),
+                        None => "the request has no Content-Type".to_string(),
+                    },
+                    wanted.join(" or ")
+                ),
+            ))
+        }
+    }
+}
+
 /// JSON (or NDJSON) nested deeper than `max` objects and arrays is refused. Real records
 /// nest a dozen levels; thousands of levels only serve to exhaust a parser's stack.
 pub fn check_depth(body: &[u8], max: usize) -> Result<(), ApiError> {

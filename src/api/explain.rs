@@ -70,7 +70,8 @@ async fn record_fields(
     expressions: &[String],
 ) -> Result<Vec<Vec<String>>, ApiError> {
     let none = vec![Vec::new(); expressions.len()];
-    if expressions.iter().all(String::is_empty) {
+    // FHIR the facility built itself: the element SATUSEHAT names is its own field already.
+    if expressions.iter().all(String::is_empty) || r.record_type == crate::fhir_in::RECORD_TYPE {
         return Ok(none);
     }
     let key = (r.id.clone(), r.revision);

@@ -1,5 +1,6 @@
-//! `POST /ingest/{record-type}`: a facility pushes one record; `DELETE
-//! /ingest/{record-type}/{local-id}` cancels one.
+//! `POST /ingest/{record-type}`: a facility pushes one record, or a day's batch of them
+//! (`Content-Type: application/x-ndjson`, one record per line — see [`super::batch`]);
+//! `DELETE /ingest/{record-type}/{local-id}` cancels one.
 //!
 //! A push goes through steps 1–4 of its path (input check, map, validate, commit); the answer
 //! is `202` with a receipt only once the record is durable. The same record sent again gets
@@ -12,16 +13,17 @@
 //! A cancellation needs a reason (`?reason=` or a JSON body `{"reason": …}`); a cancelled
 //! record takes no correction (`409`).
 
-use super::error::{ApiError, fhir_json};
-use super::{AppState, auth};
-use crate::fhir::{Issue, IssueCode, Outcome, Severity};
-use crate::internal_events::{RecordAccepted, RecordRejected, RecordResent};
+use super::body::Kind;
+use super::error::ApiError;
+use super::push::{self, Answer, Built, Candidate, etag, reject};
+use super::{AppState, auth, batch};
+use crate::fhir::{Issue, IssueCode, Outcome};
 use crate::mapping::Sender;
-use crate::profile::Context;
-use crate::store::{Accepted, Known, NewRecord, Receipt, Status, sha256_hex};
+use crate::store::{Facility, Receipt, sha256_hex};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Value, json};
+use futures_util::FutureExt;
+use serde_json::Value;
 
 pub async fn ingest(
     req: HttpRequest,
@@ -37,10 +39,9 @@ pub async fn ingest(
     } = query.into_inner();
     let facility = auth::facility(&req, &state).await?;
     auth::named_organization(&req, organization.as_deref(), &facility)?;
+    let kind = super::body::kind(&req, &[Kind::Json, Kind::Ndjson])?;
     let if_match = if_match(&req)?;
-    let body = super::body::read(payload, &state).await?;
-
-    let Some(rt) = state.mappings.get(&record_type) else {
+    if state.mappings.get(&record_type).is_none() {
         let known: Vec<&str> = state.mappings.record_types().map(|r| r.name()).collect();
         return Err(ApiError::one(
             StatusCode::NOT_FOUND,
@@ -50,16 +51,78 @@ pub async fn ingest(
                 known.join(", ")
             ),
         ));
-    };
-    let record: Value = serde_json::from_slice(&body).map_err(|e| {
+    }
+    if kind == Kind::Ndjson {
+        if if_match.is_some() {
+            return Err(ApiError::one(
+                StatusCode::BAD_REQUEST,
+                IssueCode::NotSupported,
+                "If-Match names the revision of one record; send a conditional correction as a single record (Content-Type: application/json), not in a batch",
+            ));
+        }
+        let body = super::body::read_batch(payload, &state).await?;
+        let lines = batch::ndjson_lines(&body, state.batch)?;
+        return Ok(batch::stream_results(
+            "application/x-ndjson",
+            lines,
+            "",
+            "\n",
+            "\n",
+            move |(n, line)| {
+                let (state, facility, record_type, format) = (
+                    state.clone(),
+                    facility.clone(),
+                    record_type.clone(),
+                    format.clone(),
+                );
+                async move {
+                    let pushed = match parse(&record_type, &line) {
+                        Ok(record) => {
+                            push_record(&state, &facility, &record_type, format, record, None).await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    batch::result_line(n, pushed)
+                }
+                .boxed_local()
+            },
+        ));
+    }
+    let body = super::body::read(payload, &state).await?;
+    let record = parse(&record_type, &body)?;
+    push_record(&state, &facility, &record_type, format, record, if_match)
+        .await
+        .map(Answer::into_response)
+}
+
+/// The body (or one line of a batch) as JSON.
+fn parse(record_type: &str, bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
         let outcome = Outcome::one(Issue::error(
             IssueCode::Structure,
-            format!("the body is not JSON: {e}"),
+            format!("the record is not JSON: {e}"),
         ));
-        reject(&record_type, "parse", &outcome);
+        reject(record_type, "parse", &outcome);
         ApiError::new(StatusCode::BAD_REQUEST, outcome)
-    })?;
+    })
+}
 
+/// One record of a record type, through steps 1–4 of its path.
+async fn push_record(
+    state: &web::Data<AppState>,
+    facility: &Facility,
+    record_type: &str,
+    format: Option<String>,
+    record: Value,
+    if_match: Option<i64>,
+) -> Result<Answer, ApiError> {
+    let rt = state.mappings.get(record_type).ok_or_else(|| {
+        ApiError::one(
+            StatusCode::NOT_FOUND,
+            IssueCode::NotSupported,
+            format!("unknown record type `{record_type}`"),
+        )
+    })?;
     let sender = Sender {
         organization_id: &facility.organization_id,
         location_id: &facility.location_id,
@@ -68,9 +131,9 @@ pub async fn ingest(
     // [1] input check — of the local format and its adapter first, if the facility sent one
     let canonical = state
         .mappings
-        .to_canonical(&record_type, format.as_deref(), &record, &sender)
+        .to_canonical(record_type, format.as_deref(), &record, &sender)
         .map_err(|outcome| {
-            reject(&record_type, "adapt", &outcome);
+            reject(record_type, "adapt", &outcome);
             let status = if outcome
                 .issues
                 .iter()
@@ -84,7 +147,7 @@ pub async fn ingest(
         })?;
     let checked = rt.check_input(&canonical);
     if checked.has_errors() {
-        reject(&record_type, "input", &checked);
+        reject(record_type, "input", &checked);
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, checked));
     }
     let local_id = rt
@@ -92,118 +155,30 @@ pub async fn ingest(
         .map_err(|i| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, Outcome::one(i)))?;
     // What the facility sent, byte for byte as parsed, decides "the same record again".
     let content_hash = sha256_hex(record.to_string().as_bytes());
-
-    // A re-send is answered before any work is repeated; so is a correction that cannot be
-    // taken.
-    match state
-        .store
-        .find_by_local_id(&facility.id, &record_type, &local_id)
-        .await
-    {
-        Ok(Some(known)) => {
-            if known.content_hash == content_hash {
-                return existing(&state, &record_type, &known.receipt_id).await;
-            }
-            refuse_correction(&record_type, &local_id, Some(&known), if_match)?;
-        }
-        Ok(None) => refuse_correction(&record_type, &local_id, None, if_match)?,
-        Err(e) => return Err(ApiError::unavailable(e)),
-    }
-
-    // [2] map
-    let mapped = state
-        .mappings
-        .map_record(&record_type, &canonical, &sender)
-        .map_err(|outcome| {
-            reject(&record_type, "map", &outcome);
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, outcome)
-        })?;
-
-    // [3] validate
-    let ctx = Context {
-        organization_id: Some(&facility.organization_id),
-        now: chrono::Utc::now(),
+    let candidate = Candidate {
+        facility,
+        record_type,
+        local_id,
+        content_hash,
+        format,
+        raw: record,
+        if_match,
     };
-    let validation = state.validator.validate(&mapped.bundle, &ctx);
-    if validation.has_errors() {
-        reject(&record_type, "validate", &validation);
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, validation));
-    }
-
-    // [4] commit — only then acknowledge; not when the disk is nearly full
-    state.store.check_room().map_err(ApiError::unavailable)?;
-    let accepted = state
-        .store
-        .accept(NewRecord {
-            facility_id: facility.id.clone(),
-            organization_id: facility.organization_id.clone(),
-            record_type: record_type.clone(),
-            local_id: mapped.local_id.clone(),
-            content_hash,
-            format: format.clone(),
-            raw: record,
+    push::push(state, candidate, || {
+        // [2] map
+        let mapped = state
+            .mappings
+            .map_record(record_type, &canonical, &sender)
+            .map_err(|outcome| {
+                reject(record_type, "map", &outcome);
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, outcome)
+            })?;
+        Ok(Built {
             bundle: mapped.bundle,
-            received_at: crate::time::now_millis(),
-            if_match,
+            notes: Vec::new(),
         })
-        .await
-        .map_err(ApiError::unavailable)?;
-    let warnings: Vec<Issue> = validation
-        .issues
-        .into_iter()
-        .filter(|i| i.severity == Severity::Warning)
-        .collect();
-    let (receipt_id, revision, status) = match accepted {
-        Accepted::New { receipt_id } => (receipt_id, 1, Status::Queued),
-        Accepted::Revised {
-            receipt_id,
-            revision,
-            status,
-        } => (receipt_id, revision, status),
-        // Two identical requests raced; the other one stored it.
-        Accepted::Existing { receipt_id, .. } => {
-            return existing(&state, &record_type, &receipt_id).await;
-        }
-        Accepted::Stale {
-            receipt_id,
-            revision,
-        } => {
-            return Err(match (receipt_id, revision) {
-                (Some(id), Some(at)) => stale(&record_type, &mapped.local_id, &id, at, if_match),
-                _ => no_such_record(&record_type, &mapped.local_id, if_match),
-            });
-        }
-        Accepted::Cancelled { receipt_id } => {
-            return Err(cancelled(&record_type, &mapped.local_id, &receipt_id));
-        }
-    };
-    state.wake.notify_one();
-    RecordAccepted {
-        record_type: &record_type,
-        receipt_id: &receipt_id,
-        organization_id: &facility.organization_id,
-        revision,
-        warnings: warnings.len(),
-    }
-    .emit();
-    let mut body = json!({
-        "receipt": receipt_id,
-        "revision": revision,
-        "status": status.as_str(),
-        "record_type": record_type,
-        "local_id": mapped.local_id,
-        "links": {"self": format!("/receipts/{receipt_id}")}
-    });
-    if revision > 1 {
-        body["correction"] = json!(true);
-    }
-    if !warnings.is_empty() {
-        body["warnings"] = Outcome::from(warnings).to_operation_outcome();
-    }
-    Ok(HttpResponse::Accepted()
-        .insert_header(("Location", format!("/receipts/{receipt_id}")))
-        .insert_header(("ETag", etag(revision)))
-        .json(body))
+    })
+    .await
 }
 
 #[derive(serde::Deserialize)]
@@ -215,13 +190,8 @@ pub struct IngestQuery {
     organization: Option<String>,
 }
 
-/// The `ETag` of a record at `revision`.
-pub fn etag(revision: i64) -> String {
-    format!("\"{revision}\"")
-}
-
 /// The revision an `If-Match` header names (`"3"`, `W/"3"` or `3`); None without the header.
-fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
+pub fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
     let Some(value) = req.headers().get("If-Match") else {
         return Ok(None);
     };
@@ -236,94 +206,6 @@ fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
             ),
         )
     })
-}
-
-/// Refuse a changed record that cannot be taken as a correction: its record was cancelled,
-/// or `If-Match` names another revision than the newest (or a record that does not exist).
-fn refuse_correction(
-    record_type: &str,
-    local_id: &str,
-    known: Option<&Known>,
-    if_match: Option<i64>,
-) -> Result<(), ApiError> {
-    match (known, if_match) {
-        (Some(k), _) if k.cancelled => Err(cancelled(record_type, local_id, &k.receipt_id)),
-        (Some(k), Some(_)) if if_match != Some(k.revision) => Err(stale(
-            record_type,
-            local_id,
-            &k.receipt_id,
-            k.revision,
-            if_match,
-        )),
-        (None, Some(_)) => Err(no_such_record(record_type, local_id, if_match)),
-        _ => Ok(()),
-    }
-}
-
-fn cancelled(record_type: &str, local_id: &str, receipt_id: &str) -> ApiError {
-    reject(record_type, "cancelled", &Outcome::new());
-    ApiError::one(
-        StatusCode::CONFLICT,
-        IssueCode::Conflict,
-        format!(
-            "record `{local_id}` was cancelled (receipt {receipt_id}); a cancelled record takes no correction — send the record under a new local id"
-        ),
-    )
-}
-
-fn stale(
-    record_type: &str,
-    local_id: &str,
-    receipt_id: &str,
-    at: i64,
-    if_match: Option<i64>,
-) -> ApiError {
-    reject(record_type, "stale", &Outcome::new());
-    let asked = if_match.map_or_else(String::new, |m| m.to_string());
-    ApiError::one(
-        StatusCode::PRECONDITION_FAILED,
-        IssueCode::Conflict,
-        format!(
-            "record `{local_id}` is at revision {at}, not {asked} (If-Match): it was corrected meanwhile; \
-             read it (GET /receipts/{receipt_id}), then send your correction with If-Match: \"{at}\""
-        ),
-    )
-}
-
-fn no_such_record(record_type: &str, local_id: &str, if_match: Option<i64>) -> ApiError {
-    reject(record_type, "stale", &Outcome::new());
-    let asked = if_match.map_or_else(String::new, |m| m.to_string());
-    ApiError::one(
-        StatusCode::PRECONDITION_FAILED,
-        IssueCode::NotFound,
-        format!(
-            "If-Match: \"{asked}\" but this facility has no record `{local_id}` of type {record_type}; send it without If-Match to create it"
-        ),
-    )
-}
-
-async fn existing(
-    state: &web::Data<AppState>,
-    record_type: &str,
-    receipt_id: &str,
-) -> Result<HttpResponse, ApiError> {
-    RecordResent {
-        record_type,
-        receipt_id,
-    }
-    .emit();
-    let receipt = state
-        .store
-        .receipt(receipt_id)
-        .await
-        .map_err(ApiError::unavailable)?;
-    match receipt {
-        Some(r) => Ok(HttpResponse::Ok()
-            .insert_header(("Location", format!("/receipts/{receipt_id}")))
-            .insert_header(("ETag", etag(r.revision)))
-            .json(super::receipts::view(&r))),
-        None => Ok(fhir_json(StatusCode::OK, &json!({"receipt": receipt_id}))),
-    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -350,7 +232,24 @@ pub async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     let (record_type, local_id) = path.into_inner();
     let facility = auth::facility(&req, &state).await?;
-    let body = super::body::read(payload, &state).await?;
+    let reason = cancel_reason(query.into_inner().reason, payload, &state).await?;
+    if state.mappings.get(&record_type).is_none() {
+        return Err(ApiError::one(
+            StatusCode::NOT_FOUND,
+            IssueCode::NotSupported,
+            format!("unknown record type `{record_type}`"),
+        ));
+    }
+    cancel_record(&state, &facility, &record_type, &local_id, &reason).await
+}
+
+/// The reason of a cancellation: a JSON body `{"reason": …}`, else `?reason=`; required.
+pub async fn cancel_reason(
+    in_query: Option<String>,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<String, ApiError> {
+    let body = super::body::read(payload, state).await?;
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -363,8 +262,8 @@ pub async fn cancel(
         })?;
         Some(parsed.reason)
     };
-    let reason = from_body
-        .or_else(|| query.into_inner().reason)
+    from_body
+        .or(in_query)
         .map(|r| r.trim().to_string())
         .filter(|r| !r.is_empty())
         .ok_or_else(|| {
@@ -373,22 +272,25 @@ pub async fn cancel(
                 IssueCode::Required,
                 "a cancellation needs a reason: ?reason=… or a JSON body {\"reason\": \"…\"} (e.g. \"kunjungan salah anak\")",
             )
-        })?;
-    if state.mappings.get(&record_type).is_none() {
-        return Err(ApiError::one(
-            StatusCode::NOT_FOUND,
-            IssueCode::NotSupported,
-            format!("unknown record type `{record_type}`"),
-        ));
-    }
+        })
+}
+
+/// Cancel the facility's record `local_id` of `record_type`, and answer its receipt.
+pub async fn cancel_record(
+    state: &web::Data<AppState>,
+    facility: &Facility,
+    record_type: &str,
+    local_id: &str,
+    reason: &str,
+) -> Result<HttpResponse, ApiError> {
     let now = crate::time::now_millis();
     let cancelled = state
         .store
         .cancel(
             &facility.id,
-            &record_type,
-            &local_id,
-            &reason,
+            record_type,
+            local_id,
+            reason,
             &format!("facility:{}", facility.id),
             now,
         )
@@ -409,7 +311,7 @@ pub async fn cancel(
         .map_err(ApiError::unavailable)?
         .ok_or_else(|| ApiError::unavailable("the cancelled receipt vanished"))?;
     crate::internal_events::RecordCancelled {
-        record_type: &record_type,
+        record_type,
         receipt_id: &receipt.id,
         again: cancelled.already,
     }
@@ -423,14 +325,4 @@ pub async fn cancel(
         .insert_header(("Location", format!("/receipts/{}", receipt.id)))
         .insert_header(("ETag", etag(receipt.revision)))
         .json(super::receipts::view(&receipt)))
-}
-
-fn reject(record_type: &str, stage: &'static str, outcome: &Outcome) {
-    RecordRejected {
-        record_type,
-        stage,
-        errors: outcome.error_count(),
-        rules: &outcome.rule_numbers(),
-    }
-    .emit();
 }

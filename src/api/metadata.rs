@@ -21,6 +21,26 @@ pub async fn capability_statement(req: HttpRequest, state: web::Data<AppState>) 
     )
 }
 
+/// Resource types facility systems push one at a time (`POST /fhir/{Type}`) — those that
+/// carry a SATUSEHAT identifier of their organization. Any other type is taken the same way.
+const PUSHED: &[&str] = &[
+    "AllergyIntolerance",
+    "CarePlan",
+    "ClinicalImpression",
+    "Composition",
+    "Condition",
+    "DiagnosticReport",
+    "Encounter",
+    "EpisodeOfCare",
+    "Immunization",
+    "MedicationDispense",
+    "MedicationRequest",
+    "Observation",
+    "Procedure",
+    "ServiceRequest",
+    "Specimen",
+];
+
 /// The CapabilityStatement for a server reachable at `base`, whose token endpoint is
 /// `token_url` (the `aud` client assertions must name: [`super::auth::AuthConfig::token_url`],
 /// the same URL `/.well-known/smart-configuration` gives).
@@ -36,6 +56,28 @@ pub fn capability(base: &str, token_url: &str, record_types: &[&str]) -> Value {
         "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
         "documentation": "Bulk Data $export (async): _since, _type; NDJSON per resource type. Needs a token with system/*.read."
     });
+    let mut resources = vec![
+        json!({
+            "type": "Bundle",
+            "interaction": [{"code": "search-type", "documentation": "The feed of delivered Bundles, oldest first, with next links."}],
+            "searchParam": [
+                {"name": "_since", "type": "date", "documentation": "Delivered at or after this instant."},
+                {"name": "_count", "type": "number", "documentation": "Page size (default 50, at most 500)."},
+                {"name": "_cursor", "type": "string", "documentation": "Opaque position in delivery-commit order; follow the `next` link rather than building it."}
+            ]
+        }),
+        json!({
+            "type": "Organization",
+            "operation": [export]
+        }),
+    ];
+    let pushed = PUSHED.iter().map(|t| {
+        json!({
+            "type": t,
+            "interaction": [{"code": "create", "documentation": "A facility system pushes one resource it built (facility key): validated, queued and delivered to SATUSEHAT; sent again changed, a correction."}]
+        })
+    });
+    resources.extend(pushed);
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -63,18 +105,11 @@ pub fn capability(base: &str, token_url: &str, record_types: &[&str]) -> Value {
                     "extension": [{"url": "token", "valueUri": token_url}]
                 }]
             },
-            "resource": [{
-                "type": "Bundle",
-                "interaction": [{"code": "search-type", "documentation": "The feed of delivered Bundles, oldest first, with next links."}],
-                "searchParam": [
-                    {"name": "_since", "type": "date", "documentation": "Delivered at or after this instant."},
-                    {"name": "_count", "type": "number", "documentation": "Page size (default 50, at most 500)."},
-                    {"name": "_cursor", "type": "string", "documentation": "Opaque position in delivery-commit order; follow the `next` link rather than building it."}
-                ]
-            }, {
-                "type": "Organization",
-                "operation": [export]
-            }],
+            "resource": resources,
+            "interaction": [
+                {"code": "transaction", "documentation": "POST /fhir: a facility system's transaction Bundle (facility key): validated, committed (202 with a receipt), delivered to SATUSEHAT."},
+                {"code": "batch", "documentation": "POST /fhir with a batch Bundle whose entries are transaction Bundles: each pushed on its own; a batch-response, entry by entry."}
+            ],
             "operation": [validate, export]
         }]
     })

@@ -3,7 +3,8 @@
 //!
 //! | endpoint | for |
 //! |---|---|
-//! | `POST /ingest/{record-type}` | facility systems push a record, or a correction of one (API key) |
+//! | `POST /ingest/{record-type}` | facility systems push a record, or a correction of one (API key); NDJSON for a batch |
+//! | `POST /fhir`, `POST /fhir/{Type}`, `DELETE /fhir/{Type}?identifier=` | facility systems push SATUSEHAT FHIR they built ([`fhir_push`]) |
 //! | `DELETE /ingest/{record-type}/{local-id}` | the facility cancels a record |
 //! | `GET /receipts/{id}`, `GET /receipts` | the facility follows its records to SATUSEHAT ([`receipts`]) |
 //! | `GET /events` | what became of its records, as a feed |
@@ -17,14 +18,17 @@
 
 pub mod admin;
 pub mod auth;
+pub mod batch;
 pub mod body;
 pub mod error;
 pub mod explain;
+pub mod fhir_push;
 pub mod health;
 pub mod ingest;
 pub mod limits;
 pub mod metadata;
 pub mod pull;
+pub mod push;
 pub mod receipts;
 pub mod request_id;
 pub mod smart;
@@ -46,6 +50,8 @@ pub struct AppState {
     /// Wakes the forwarder when a record is accepted.
     pub wake: Arc<Notify>,
     pub max_body_bytes: usize,
+    /// How many records, and how many bytes, one batch request may carry.
+    pub batch: batch::BatchLimits,
     /// Access tokens: their lifetime, the token endpoint's URL.
     pub auth: auth::AuthConfig,
     /// JSON depth and per-key rate limits.
@@ -93,6 +99,9 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 "/fhir/{resource_type}/$validate",
                 web::post().to(validate::validate_type),
             )
+            .route("/fhir", web::post().to(fhir_push::bundle))
+            .route("/fhir/{resource_type}", web::post().to(fhir_push::resource))
+            .route("/fhir/{resource_type}", web::delete().to(fhir_push::cancel))
             .route("/admin/dead-letters", web::get().to(admin::list))
             .route(
                 "/admin/dead-letters/replay",

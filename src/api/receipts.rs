@@ -49,7 +49,7 @@ pub async fn get(
                 v["errors"] = errors;
             }
             Ok(HttpResponse::Ok()
-                .insert_header(("ETag", super::ingest::etag(r.revision)))
+                .insert_header(("ETag", super::push::etag(r.revision)))
                 .json(v))
         }
         _ => Err(ApiError::one(

@@ -8,6 +8,7 @@
 //! [`Outcome`] whose expressions are FHIRPath-style locations.
 
 pub mod bundle;
+pub mod datetime;
 pub mod path;
 pub mod rules;
 pub mod schema;
@@ -263,6 +264,15 @@ impl Validator {
         });
         out.extend(ruled);
         out.extend(utc_everywhere(resource, at, &reported));
+        out.extend(Outcome::from(
+            self.schema
+                .date_times
+                .check(resource, at)
+                .issues
+                .into_iter()
+                .filter(|i| i.expression.as_ref().is_none_or(|e| !reported.contains(e)))
+                .collect::<Vec<_>>(),
+        ));
         if fhir::resource_type(resource) == Some("Patient") {
             out.extend(nik_warnings(resource, at));
         }

@@ -19,6 +19,8 @@ const MAX_ISSUES_PER_RESOURCE: usize = 25;
 
 pub struct R4Schema {
     validators: HashMap<String, Validator>,
+    /// The dateTime elements of every type, for the date-without-time check.
+    pub date_times: super::datetime::DateTimes,
     /// regex → primitive type name, so a pattern failure reads "not a valid dateTime".
     patterns: HashMap<String, (String, &'static str)>,
 }
@@ -37,6 +39,7 @@ impl R4Schema {
             "ResourceList".into(),
             json!({"type": "object", "required": ["resourceType"], "properties": {"resourceType": {"type": "string"}}}),
         );
+        let date_times = super::datetime::DateTimes::from_definitions(defs);
         let mut patterns = HashMap::new();
         for (name, def) in defs.iter() {
             if let Some(p) = def.get("pattern").and_then(Value::as_str) {
@@ -69,6 +72,7 @@ impl R4Schema {
         }
         Ok(R4Schema {
             validators,
+            date_times,
             patterns,
         })
     }

@@ -242,29 +242,8 @@ async fn a_facility_bundle_is_delivered_recognised_corrected_and_cancelled() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn one_resource_and_a_batch_of_bundles() {
+async fn a_batch_of_bundles_and_one_resource() {
     let s = start();
-    // One resource, with its patient by NIK.
-    let bundle = facility_bundle("FHIR-2");
-    let mut observation = bundle["entry"][1]["resource"].clone();
-    observation.as_object_mut().unwrap().remove("encounter");
-    let (status, one) = post(&s, "/fhir/Observation", &observation, &[]).await;
-    // Whatever the rules say of an Observation without its Encounter, it is said of the
-    // resource as sent.
-    if status == 422 {
-        assert!(
-            expressions(&one)
-                .iter()
-                .all(|e| e.starts_with("Observation")),
-            "{one}"
-        );
-    } else {
-        assert_eq!(status, 202, "{one}");
-        assert_eq!(one["local_id"], "Observation/FHIR-2/berat-badan");
-    }
-    let (status, wrong) = post(&s, "/fhir/Encounter", &observation, &[]).await;
-    assert_eq!(status, 422, "{wrong}");
-
     // A batch of three visits, the second without its SATUSEHAT identifier.
     let mut broken = facility_bundle("FHIR-4");
     broken["entry"][0]["resource"]
@@ -299,14 +278,57 @@ async fn one_resource_and_a_batch_of_bundles() {
         expressions(why),
         ["Bundle.entry[1].resource.entry[0].resource.identifier"]
     );
+    let mut delivered = Vec::new();
     for e in [&answer["entry"][0], &answer["entry"][2]] {
+        assert_eq!(e["response"]["etag"], "\"1\"");
         let location = e["response"]["location"].as_str().unwrap();
         let id = location.trim_start_matches("/receipts/");
-        until(&s, id, "delivered", |r| r["status"] == "delivered").await;
+        delivered.push(until(&s, id, "delivered", |r| r["status"] == "delivered").await);
     }
     assert_eq!(held(&s, "Encounter", "FHIR-3").await.len(), 1);
     assert_eq!(held(&s, "Encounter", "FHIR-5").await.len(), 1);
     assert!(held(&s, "Encounter", "FHIR-4").await.is_empty());
+
+    // One resource: a later measurement of the FHIR-3 visit, referring to the Encounter
+    // SATUSEHAT holds and to the patient by NIK.
+    let encounter = delivered[0]["upstream_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["resourceType"] == "Encounter")
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .expect("the Encounter's SATUSEHAT id is on the receipt");
+    let mut observation = facility_bundle("FHIR-3")["entry"][1]["resource"].clone();
+    observation["identifier"][0]["value"] = json!("FHIR-3/berat-badan-ulang");
+    observation["encounter"] = json!({"reference": format!("Encounter/{encounter}")});
+    let (status, one) = post(&s, "/fhir/Observation", &observation, &[]).await;
+    assert_eq!(status, 202, "{one}");
+    assert_eq!(one["local_id"], "Observation/FHIR-3/berat-badan-ulang");
+    // Notes name places in the resource as sent.
+    assert!(
+        expressions(&one["warnings"]).contains(&"Observation.effectiveDateTime".to_string()),
+        "{one}"
+    );
+    let id = one["receipt"].as_str().unwrap();
+    until(&s, id, "delivered", |r| r["status"] == "delivered").await;
+    let held_one = held(&s, "Observation", "FHIR-3/berat-badan-ulang").await;
+    assert_eq!(held_one.len(), 1);
+    assert_eq!(
+        held_one[0]["resource"]["encounter"]["reference"],
+        format!("Encounter/{encounter}")
+    );
+
+    // The wrong type for the path, and issues of an invalid resource named as sent.
+    let (status, wrong) = post(&s, "/fhir/Encounter", &observation, &[]).await;
+    assert_eq!(status, 422, "{wrong}");
+    let mut invalid = observation.clone();
+    invalid["status"] = json!("selesai");
+    let (status, oo) = post(&s, "/fhir/Observation", &invalid, &[]).await;
+    assert_eq!(status, 422, "{oo}");
+    assert!(
+        expressions(&oo).contains(&"Observation.status".to_string()),
+        "{oo}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

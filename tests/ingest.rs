@@ -214,10 +214,29 @@ async fn bad_requests_get_operation_outcomes_not_bare_errors() {
     // Wrong key.
     let (status, _) = ingest(&gw.url, "gk_not-a-key", &record("K-7")).await;
     assert_eq!(status, 401);
+    // A body that does not say it is JSON, or says it is something else: 415.
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut req = c
+            .post(format!("{}/ingest/posyandu.balita", gw.url))
+            .bearer_auth(&key)
+            .body(record("K-7").to_string());
+        if let Some(t) = content_type {
+            req = req.header("Content-Type", t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 415, "{content_type:?}");
+        let oo: Value = r.json().await.unwrap();
+        assert!(texts(&oo).contains("application/json"), "{oo}");
+    }
     // Not JSON.
     let r = c
         .post(format!("{}/ingest/posyandu.balita", gw.url))
         .bearer_auth(&key)
+        .header("Content-Type", "application/json")
         .body("{nope")
         .send()
         .await
@@ -255,6 +274,7 @@ async fn bad_requests_get_operation_outcomes_not_bare_errors() {
     let r = c
         .post(format!("{}/ingest/posyandu.balita", gw.url))
         .bearer_auth(&key)
+        .header("Content-Type", "application/json")
         .body(big)
         .send()
         .await

@@ -5,6 +5,11 @@
 //! `Patient.birthDate` are not dateTimes and keep their dates.)
 
 use crate::fhir::{Issue, IssueCode, Outcome};
+
+/// Elements SATUSEHAT's rule table types otherwise than `dateTime`, where a date alone is
+/// taken: `Immunization.occurrenceDateTime` is an `ImmunizationDateTime` (rule 10156) — a dose
+/// recorded from history is often known by its day only.
+const DATE_ALLOWED: &[(&str, &str)] = &[("Immunization", "occurrenceDateTime")];
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -91,6 +96,9 @@ impl DateTimes {
         };
         for (k, child) in obj {
             let Some(slot) = slots.get(k) else { continue };
+            if DATE_ALLOWED.contains(&(ty, k.as_str())) {
+                continue;
+            }
             let items: Vec<(String, &Value)> = match child {
                 Value::Array(a) => a
                     .iter()

@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(90);
-const NIK_SYSTEM: &str = "https://fhir.kemkes.go.id/id/nik";
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -33,42 +32,6 @@ fn start() -> Setup {
         gw,
         key,
     }
-}
-
-/// A Bundle as a facility system builds it itself: gerbang's golden posyandu Bundle without
-/// its look-up entries, people referred to by NIK, the visit named `visit`, its start in WIB
-/// and one measurement's time in `Z`.
-fn facility_bundle(visit: &str) -> Value {
-    let path =
-        manifest_dir().join("mappings/posyandu.balita/examples/bayi-9-bulan-imunisasi.bundle.json");
-    let text = std::fs::read_to_string(path)
-        .unwrap()
-        .replace("PSY07-20260512-0012", visit);
-    let golden: Value = serde_json::from_str(&text).unwrap();
-    let mut by_nik = Vec::new();
-    let mut entries = Vec::new();
-    for e in golden["entry"].as_array().unwrap() {
-        if let Some(q) = e["request"]["ifNoneExist"].as_str() {
-            let rt = e["resource"]["resourceType"].as_str().unwrap();
-            let nik = q.rsplit('|').next().unwrap();
-            by_nik.push((
-                e["fullUrl"].as_str().unwrap().to_string(),
-                format!("{rt}?identifier={NIK_SYSTEM}|{nik}"),
-            ));
-        } else {
-            entries.push(e.clone());
-        }
-    }
-    let mut text = serde_json::to_string(&entries).unwrap();
-    for (url, search) in &by_nik {
-        text = text.replace(url, search);
-    }
-    let mut entries: Value = serde_json::from_str(&text).unwrap();
-    let enc = &mut entries[0]["resource"];
-    assert_eq!(enc["resourceType"], "Encounter");
-    enc["period"]["start"] = json!("2026-05-12T08:30:00+07:00");
-    entries[1]["resource"]["effectiveDateTime"] = json!("2026-05-12T01:35:00Z");
-    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
 }
 
 async fn post(s: &Setup, path: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {

@@ -282,6 +282,37 @@ async fn setup(extra: &str) -> Setup {
 // ------------------------------------------------------------------ the feed
 
 #[tokio::test(flavor = "multi_thread")]
+async fn fhir_pushed_directly_is_pulled_like_a_mapped_record() {
+    let s = setup("").await;
+    let url = &s.gw.url;
+    let r = client()
+        .post(format!("{url}/fhir"))
+        .bearer_auth(&s.key_a)
+        .header("Content-Type", "application/fhir+json")
+        .body(facility_bundle("PULL-FHIR-1").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let id = r.json::<Value>().await.unwrap()["receipt"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_delivered(url, &s.key_a, std::slice::from_ref(&id)).await;
+    let nasional = token(url, "nasional", "system/Bundle.read").await;
+    let (bundles, _) = read_feed(&format!("{url}/fhir/Bundle?_count=50"), &nasional).await;
+    assert_eq!(bundles.len(), s.a.len() + s.b.len() + 1);
+    let pulled: Vec<&Value> = bundles
+        .iter()
+        .filter(|b| b.to_string().contains("PULL-FHIR-1"))
+        .collect();
+    assert_eq!(pulled.len(), 1, "the facility's own Bundle is pulled once");
+    // As delivered: in UTC.
+    assert!(pulled[0].to_string().contains("2026-05-12T01:30:00+00:00"));
+    assert!(!pulled[0].to_string().contains("+07:00"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_since_feed_returns_every_delivered_bundle_once_in_commit_order() {
     let s = setup("").await;
     let url = &s.gw.url;

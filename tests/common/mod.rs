@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -280,6 +280,42 @@ pub fn record(id: &str) -> Value {
     let mut r = example("bayi-9-bulan-imunisasi");
     r["id_kunjungan"] = Value::String(id.to_string());
     r
+}
+
+/// A Bundle as a facility system builds it itself: gerbang's golden posyandu Bundle without
+/// its look-up entries, people referred to by NIK, the visit named `visit`, its start in WIB
+/// and one measurement's time in `Z`.
+pub fn facility_bundle(visit: &str) -> Value {
+    let path =
+        manifest_dir().join("mappings/posyandu.balita/examples/bayi-9-bulan-imunisasi.bundle.json");
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("PSY07-20260512-0012", visit);
+    let golden: Value = serde_json::from_str(&text).unwrap();
+    let mut by_nik = Vec::new();
+    let mut entries = Vec::new();
+    for e in golden["entry"].as_array().unwrap() {
+        if let Some(q) = e["request"]["ifNoneExist"].as_str() {
+            let rt = e["resource"]["resourceType"].as_str().unwrap();
+            let nik = q.rsplit('|').next().unwrap();
+            by_nik.push((
+                e["fullUrl"].as_str().unwrap().to_string(),
+                format!("{rt}?identifier=https://fhir.kemkes.go.id/id/nik|{nik}"),
+            ));
+        } else {
+            entries.push(e.clone());
+        }
+    }
+    let mut text = serde_json::to_string(&entries).unwrap();
+    for (url, search) in &by_nik {
+        text = text.replace(url, search);
+    }
+    let mut entries: Value = serde_json::from_str(&text).unwrap();
+    let enc = &mut entries[0]["resource"];
+    assert_eq!(enc["resourceType"], "Encounter");
+    enc["period"]["start"] = json!("2026-05-12T08:30:00+07:00");
+    entries[1]["resource"]["effectiveDateTime"] = json!("2026-05-12T01:35:00Z");
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
 }
 
 pub async fn ingest(url: &str, key: &str, record: &Value) -> (u16, Value) {

@@ -1,10 +1,11 @@
 //! Batches: many single pushes in one request — a posyandu app syncing a day's records over a
-//! weak mobile link. Each item is pushed on its own (input check, map, validate, commit), in
-//! input order, one after another, so two lines about the same record are revisions in the
-//! order they were written. The answer streams one result per item, each written only after
-//! that item's commit: when the connection drops mid-answer, every item with a result is
-//! durable, and the items without one are simply sent again (and recognised if they had been
-//! committed after all).
+//! weak mobile link. Each item is pushed on its own (input check, map, validate, commit). A
+//! few run side by side, so their mapping and validation overlap and their commits share the
+//! store's group commit; items about the same record wait for each other, so two lines about
+//! one record are revisions in the order they were written. The answer streams one result per
+//! item in input order, each written only after that item's commit: when the connection drops
+//! mid-answer, every item with a result is durable, and the items without one are simply sent
+//! again (and recognised if they had been committed after all).
 
 use super::error::ApiError;
 use crate::fhir::{IssueCode, Outcome};
@@ -13,7 +14,9 @@ use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use futures_util::{StreamExt, future::LocalBoxFuture, stream};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::convert::Infallible;
+use tokio::sync::oneshot;
 
 /// How many records, and how many bytes, one batch request may carry.
 #[derive(Debug, Clone, Copy)]
@@ -88,18 +91,39 @@ fn line_outcome(line: usize, mut outcome: Outcome) -> Outcome {
     outcome
 }
 
-/// Stream the results of `items`, each computed by `push` one after another and written as
-/// soon as it is known: `open`, then the results separated by `separator`, then `close`.
+/// Items pushed at once. Enough to keep both cores and the store's group commit busy; few
+/// enough that a dropped connection leaves little work in flight.
+pub const IN_FLIGHT: usize = 8;
+
+/// Stream the results of `items` in their order, each computed by `push` and written as soon
+/// as it and those before it are known: `open`, then the results separated by `separator`,
+/// then `close`. Items with the same `key` (the same record) are pushed one after another;
+/// an item without a key (one that cannot be a record, such as a line that is not JSON) waits
+/// for nothing.
 pub fn stream_results<T: 'static>(
     content_type: &'static str,
     items: Vec<T>,
+    key: impl Fn(&T) -> Option<String>,
     open: &'static str,
     separator: &'static str,
     close: &'static str,
-    push: impl FnMut(T) -> LocalBoxFuture<'static, Value> + 'static,
+    mut push: impl FnMut(T) -> LocalBoxFuture<'static, Value> + 'static,
 ) -> HttpResponse {
-    let results = stream::iter(items)
-        .then(push)
+    let ordered = in_record_order(items, key);
+    let results = stream::iter(ordered)
+        .map(move |(item, after, done)| {
+            let pushed = push(item);
+            async move {
+                if let Some(earlier) = after {
+                    // An error only says the earlier item ended without a result.
+                    let _ = earlier.await;
+                }
+                let v = pushed.await;
+                drop(done);
+                v
+            }
+        })
+        .buffered(IN_FLIGHT)
         .enumerate()
         .map(move |(i, v)| {
             let mut text = if i == 0 {
@@ -118,6 +142,29 @@ pub fn stream_results<T: 'static>(
     HttpResponse::Ok()
         .content_type(content_type)
         .streaming(body)
+}
+
+/// Each item with the end of the last earlier item of its record (if any) to wait for, and
+/// the signal of its own end.
+type Ordered<T> = (
+    T,
+    Option<oneshot::Receiver<()>>,
+    Option<oneshot::Sender<()>>,
+);
+
+fn in_record_order<T>(items: Vec<T>, key: impl Fn(&T) -> Option<String>) -> Vec<Ordered<T>> {
+    let mut last: HashMap<String, oneshot::Receiver<()>> = HashMap::new();
+    items
+        .into_iter()
+        .map(|item| match key(&item) {
+            Some(k) => {
+                let (done, end) = oneshot::channel();
+                let after = last.insert(k, end);
+                (item, after, Some(done))
+            }
+            None => (item, None, None),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -146,6 +193,61 @@ mod tests {
         assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
         assert!(err.outcome.issues[0].text.contains("4 records"));
         assert!(ndjson_lines(&Bytes::from_static(b"\n \n"), LIMITS).is_err());
+    }
+
+    #[test]
+    fn items_of_one_record_wait_for_each_other_only() {
+        let items = vec!["a", "b", "a", "-", "b", "a"];
+        let ordered = in_record_order(items, |i| (*i != "-").then(|| i.to_string()));
+        let waits: Vec<bool> = ordered
+            .iter()
+            .map(|(_, after, _)| after.is_some())
+            .collect();
+        assert_eq!(waits, [false, false, true, false, true, true]);
+        assert!(
+            ordered[3].2.is_none(),
+            "a line that is no record signals nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn results_come_in_input_order_and_one_record_in_sequence() {
+        use std::sync::{Arc, Mutex};
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let items: Vec<(usize, &'static str, u64)> =
+            vec![(1, "a", 30), (2, "b", 0), (3, "a", 0), (4, "c", 10)];
+        let l = log.clone();
+        let resp = stream_results(
+            "application/x-ndjson",
+            items,
+            |(_, k, _)| Some(k.to_string()),
+            "",
+            "\n",
+            "\n",
+            move |(n, k, delay)| {
+                let l = l.clone();
+                Box::pin(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                    l.lock().unwrap().push((k, n));
+                    json!({"line": n})
+                })
+            },
+        );
+        let body = actix_web::body::to_bytes(resp.into_body()).await.unwrap();
+        assert_eq!(
+            &body[..],
+            b"{\"line\":1}\n{\"line\":2}\n{\"line\":3}\n{\"line\":4}\n"
+        );
+        let done = log.lock().unwrap().clone();
+        let a: Vec<usize> = done
+            .iter()
+            .filter(|(k, _)| *k == "a")
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(a, [1, 3], "line 3 waited for line 1 of the same record");
+        // Line 2 (another record) did not wait for the slow line 1.
+        let pos = |n| done.iter().position(|(_, m)| *m == n).unwrap();
+        assert!(pos(2) < pos(1), "{done:?}");
     }
 
     #[test]

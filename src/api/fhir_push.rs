@@ -186,6 +186,9 @@ fn batch_of_transactions(
     Ok(batch::stream_results(
         "application/fhir+json",
         items,
+        // A Bundle's record is named by its first resource; it is not known before the
+        // Bundle is prepared, so the visits of a FHIR batch go one after another.
+        |_| Some(String::new()),
         r#"{"resourceType":"Bundle","type":"batch-response","entry":["#,
         ",",
         "]}",

@@ -62,9 +62,31 @@ pub async fn ingest(
         }
         let body = super::body::read_batch(payload, &state).await?;
         let lines = batch::ndjson_lines(&body, state.batch)?;
+        // Lines about the same record go one after another: the local id is read from the
+        // line itself when it is the canonical record; for a local format every line waits
+        // for the one before it.
+        let local_id = state
+            .mappings
+            .get(&record_type)
+            .map(|rt| rt.meta.local_id.clone())
+            .unwrap_or_default();
+        let canonical = format.is_none();
+        let key = move |(_, line): &(usize, web::Bytes)| {
+            let record: Value = serde_json::from_slice(line).ok()?;
+            Some(if canonical {
+                match record.pointer(&local_id) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                }
+            } else {
+                String::new()
+            })
+        };
         return Ok(batch::stream_results(
             "application/x-ndjson",
             lines,
+            key,
             "",
             "\n",
             "\n",

@@ -63,6 +63,8 @@ async fn one_result_per_line_in_input_order() {
     let s = start("[ingest]\nmax_batch_records = 6\n");
     let mut no_nik = record("B-3");
     no_nik.as_object_mut().unwrap().remove("id_kunjungan");
+    let mut b4_corrected = record("B-4");
+    b4_corrected["pengukuran"]["berat_badan"] = json!(8.30);
     let body = [
         record("B-1").to_string(),
         "{\"id_kunjungan\": ".to_string(), // cut short: not JSON
@@ -70,6 +72,7 @@ async fn one_result_per_line_in_input_order() {
         String::new(), // a blank line is skipped, but still counted
         record("B-4").to_string(),
         record("B-1").to_string(), // line 1 again: recognised
+        b4_corrected.to_string(),  // line 5 corrected: its revision 2, after it
     ]
     .join("\n");
     let (status, text) = post_ndjson(&s, body).await;
@@ -86,10 +89,15 @@ async fn one_result_per_line_in_input_order() {
         .collect();
     assert_eq!(
         summary,
-        [(1, 202), (2, 400), (3, 422), (5, 202), (6, 200)],
+        [(1, 202), (2, 400), (3, 422), (5, 202), (6, 200), (7, 202)],
         "{text}"
     );
     assert_eq!(got[0]["receipt"], got[4]["receipt"]);
+    assert_eq!(got[5]["receipt"], got[3]["receipt"]);
+    assert_eq!(
+        (got[3]["revision"].as_i64(), got[5]["revision"].as_i64()),
+        (Some(1), Some(2))
+    );
     assert_eq!(got[0]["revision"], 1);
     assert_eq!(got[0]["status"], "queued");
     // An error is an OperationOutcome that names its line.
@@ -100,10 +108,11 @@ async fn one_result_per_line_in_input_order() {
         got[1]
     );
     assert!(texts(&got[2]["outcome"]).contains("line 3: "), "{}", got[2]);
-    for r in [&got[0], &got[3]] {
+    for (r, revision) in [(&got[0], 1), (&got[5], 2)] {
         let id = r["receipt"].as_str().unwrap();
         eventually(WAIT, "delivered", || async {
-            (receipt(&s.gw.url, &s.key, id).await["status"] == "delivered").then_some(())
+            let r = receipt(&s.gw.url, &s.key, id).await;
+            (r["status"] == "delivered" && r["delivered_revision"] == revision).then_some(())
         })
         .await;
     }

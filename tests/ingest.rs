@@ -115,7 +115,7 @@ async fn input_that_breaks_the_schema_names_the_json_path() {
     let exprs = expressions(&oo);
     for expected in [
         "$.pengukuran.berat_badan",
-        "$.imunisasi[1]",
+        "$.imunisasi[1].no_batch",
         "$.peserta.jenis_kelamin",
     ] {
         assert!(

@@ -29,7 +29,7 @@ pub struct AdapterMeta {
 pub struct Adapter {
     pub meta: AdapterMeta,
     pub dir: PathBuf,
-    input: jsonschema::Validator,
+    input: input::InputSchema,
     program: jq::Program,
 }
 
@@ -68,6 +68,11 @@ impl Adapter {
 
     /// The canonical record for a record in this format. Errors are JSON paths into the
     /// local record.
+    /// The local format's input schema, as written (with its `x-message`s).
+    pub fn input_schema(&self) -> &Value {
+        self.input.schema()
+    }
+
     pub fn adapt(
         &self,
         record: &Value,
@@ -75,7 +80,8 @@ impl Adapter {
         sender: &Sender,
         tables: &jq::JqValue,
     ) -> Result<Value, Outcome> {
-        let checked = input::check(&self.input, record);
+        // Guards and schema on the local record, so errors name the facility's own fields.
+        let checked = self.input.check(record);
         if checked.has_errors() {
             return Err(checked);
         }
@@ -84,7 +90,10 @@ impl Adapter {
         let mut out = self
             .program
             .run(record, strings, tables)
-            .map_err(|e| Outcome::one(run_error_issue(&self.dir.join("adapt.jq"), record, e)))?;
+            .map_err(|e| {
+                let program = format!("adapter {} of {record_type} (adapt.jq)", self.meta.format);
+                Outcome::one(run_error_issue(&program, record, e))
+            })?;
         prune(&mut out);
         Ok(out)
     }

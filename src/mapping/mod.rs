@@ -8,6 +8,8 @@
 //! produce byte-identical Bundles.
 
 pub mod adapter;
+pub mod dates;
+pub mod guard;
 pub mod harness;
 pub mod input;
 pub mod jq;
@@ -37,13 +39,17 @@ pub struct Meta {
     /// FHIR resource types (and their SATUSEHAT profiles) the mapping produces.
     #[serde(default)]
     pub produces: Vec<String>,
+    /// Which fields say when the visit was and when people were born, checked before mapping
+    /// (see [`dates`]).
+    #[serde(default)]
+    pub dates: dates::DateFields,
 }
 
 /// One loaded record type.
 pub struct RecordType {
     pub meta: Meta,
     pub dir: PathBuf,
-    input: jsonschema::Validator,
+    input: input::InputSchema,
     program: jq::Program,
     /// Local formats this record type also accepts, by format name (`adapters/<format>/`).
     pub adapters: BTreeMap<String, adapter::Adapter>,
@@ -187,7 +193,9 @@ impl Mappings {
         sender: &Sender,
     ) -> Result<Mapped, Outcome> {
         let rt = self.record_type(record_type)?;
-        let issues = rt.check_input(record);
+        // No clock here: mapping stays a pure function. The ingest endpoint checks the
+        // future with its own clock first (`check_input(record, Some(now))`).
+        let issues = rt.check_input(record, None);
         if issues.has_errors() {
             return Err(issues);
         }
@@ -199,9 +207,10 @@ impl Mappings {
     }
 }
 
-/// A failed jq program as an issue naming the program file and, when a built-in choked on an
-/// input value, the input field(s) holding it.
-fn run_error_issue(file: &Path, record: &Value, e: jq::RunError) -> Issue {
+/// A failed jq program as an issue naming the program (`mapping posyandu.balita (map.jq)`: a
+/// name relative to the mappings, never a path of the server's file system) and, when a
+/// built-in choked on an input value, the input field(s) holding it.
+fn run_error_issue(program: &str, record: &Value, e: jq::RunError) -> Issue {
     let paths = e
         .value
         .as_ref()
@@ -213,7 +222,7 @@ fn run_error_issue(file: &Path, record: &Value, e: jq::RunError) -> Issue {
     };
     let issue = Issue::error(
         IssueCode::Processing,
-        format!("{}: {}{at}", file.display(), e.message),
+        format!("{program}: {}{at}", e.message),
     );
     match paths.into_iter().next() {
         Some(p) => issue.at(p),
@@ -312,11 +321,11 @@ impl Folder<'_> {
         Ok(meta)
     }
 
-    fn input_schema(&self) -> Result<jsonschema::Validator, LoadError> {
+    fn input_schema(&self) -> Result<input::InputSchema, LoadError> {
         const FILE: &str = "input.schema.json";
         let schema: Value = serde_json::from_str(&self.read(FILE)?)
             .map_err(|e| self.invalid(FILE, e.to_string()))?;
-        jsonschema::validator_for(&schema).map_err(|e| self.invalid(FILE, e.to_string()))
+        input::InputSchema::compile(schema).map_err(|e| self.invalid(FILE, e))
     }
 
     fn program(&self, file: &str) -> Result<jq::Program, LoadError> {
@@ -344,8 +353,21 @@ impl RecordType {
         &self.meta.record_type
     }
 
-    pub fn check_input(&self, record: &Value) -> Outcome {
-        input::check(&self.input, record)
+    /// Step 1: content guards, the input schema, then the declared dates. `now` is the
+    /// gateway's clock for "not in the future"; None (the CLI, golden tests, re-mapping a
+    /// stored record) skips that one check and keeps this a pure function.
+    pub fn check_input(&self, record: &Value, now: Option<chrono::DateTime<chrono::Utc>>) -> Outcome {
+        let mut outcome = self.input.check(record);
+        if !outcome.has_errors() {
+            let today = now.map(|n| n.date_naive());
+            outcome.extend(Outcome::from(dates::check(record, &self.meta.dates, today)));
+        }
+        outcome
+    }
+
+    /// The record type's input schema, as written (with its `x-message`s).
+    pub fn input_schema(&self) -> &Value {
+        self.input.schema()
     }
 
     /// The facility's own id of the record.
@@ -379,7 +401,10 @@ impl RecordType {
         let mut out = self
             .program
             .run(record, strings, tables)
-            .map_err(|e| run_error_issue(&self.dir.join("map.jq"), record, e))?;
+            .map_err(|e| {
+                let program = format!("mapping {} (map.jq)", self.meta.record_type);
+                run_error_issue(&program, record, e)
+            })?;
         prune(&mut out);
         Ok(out)
     }

@@ -160,6 +160,19 @@ async fn impossible_and_out_of_range_dates_are_refused_by_field() {
     r["imunisasi"][0]["kadaluarsa"] = json!("2027-02-29");
     refused(&gw, &key, t, None, &r, "$.imunisasi[0].kadaluarsa").await;
 
+    // A local format's own dates: P-Care writes dd-mm-yyyy.
+    let mut pcare: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            manifest_dir()
+                .join("mappings/rawat-jalan/adapters/pcare/examples/contoh-b-hipertensi.input.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    pcare["pcare"]["tglDaftar"] = json!("31-02-2026");
+    let text = refused(&gw, &key, "rawat-jalan", Some("pcare"), &pcare, "$.pcare.tglDaftar").await;
+    assert!(text.contains("dd-mm-yyyy"), "{text}");
+
     // Today in WIT (UTC+9) is tomorrow in UTC for part of the day: still a visit of today.
     let today_wit = (chrono::Utc::now() + chrono::Duration::hours(9)).format("%Y-%m-%d");
     let mut r = balita("D-8");
@@ -459,4 +472,32 @@ fn no_input_error_of_any_record_type_speaks_json_schema() {
         }
     }
     assert!(checked > 200, "only {checked} issues looked at");
+}
+
+#[test]
+fn a_mapping_that_does_not_load_is_named_relative_to_the_mappings_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mappings");
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.path().is_file() {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    };
+    copy(&manifest_dir().join("mappings/tables"), &root.join("tables"));
+    copy(
+        &manifest_dir().join("mappings/posyandu.balita"),
+        &root.join("posyandu.balita"),
+    );
+    std::fs::write(root.join("posyandu.balita/map.jq"), "{entry: [ .x | undefined_fn ]}").unwrap();
+    let Err(e) = Mappings::load(&root) else {
+        panic!("a broken map.jq loads")
+    };
+    let text = e.to_string();
+    assert!(text.starts_with("posyandu.balita/map.jq"), "{text}");
+    assert!(!text.contains(dir.path().to_str().unwrap()), "{text}");
+    assert_no_server_path(&text);
 }

@@ -34,7 +34,7 @@ pub struct Adapter {
 }
 
 /// Every adapter under `dir` (which may not exist: most record types have none).
-pub fn load_all(dir: &Path) -> Result<BTreeMap<String, Adapter>, LoadError> {
+pub fn load_all(dir: &Path, record_type: &str) -> Result<BTreeMap<String, Adapter>, LoadError> {
     let mut out = BTreeMap::new();
     let Ok(read_dir) = std::fs::read_dir(dir) else {
         return Ok(out);
@@ -45,15 +45,16 @@ pub fn load_all(dir: &Path) -> Result<BTreeMap<String, Adapter>, LoadError> {
         .collect();
     dirs.sort();
     for d in dirs {
-        let a = Adapter::load(&d)?;
+        let a = Adapter::load(&d, record_type)?;
         out.insert(a.meta.format.clone(), a);
     }
     Ok(out)
 }
 
 impl Adapter {
-    fn load(dir: &Path) -> Result<Adapter, LoadError> {
-        let folder = Folder(dir);
+    fn load(dir: &Path, record_type: &str) -> Result<Adapter, LoadError> {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        let folder = Folder::new(dir, format!("{record_type}/adapters/{name}"));
         let meta: AdapterMeta =
             folder.meta("adapter.yaml", "format", |m: &AdapterMeta| &m.format)?;
         let input = folder.input_schema()?;

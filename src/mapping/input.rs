@@ -51,13 +51,18 @@ pub struct InputSchema {
 
 impl InputSchema {
     /// Compile `schema`. Formats are checked: `date` is a real calendar date (no
-    /// `2026-02-30`), `local-date-time` a real date and time of day, `nik` a NIK that can
-    /// exist ([`crate::fhir::nik::impossible`]).
+    /// `2026-02-30`), `date-dmy` the same written dd-mm-yyyy (P-Care), `local-date-time` a
+    /// real date and time of day, `nik` a NIK that can exist
+    /// ([`crate::fhir::nik::impossible`]).
     pub fn compile(schema: Value) -> Result<InputSchema, String> {
         let validator = jsonschema::options()
             .should_validate_formats(true)
             .with_format("nik", |s: &str| crate::fhir::nik::impossible(s).is_none())
             .with_format("local-date-time", |s: &str| super::dates::is_real(s))
+            // P-Care writes dates dd-mm-yyyy.
+            .with_format("date-dmy", |s: &str| {
+                chrono::NaiveDate::parse_from_str(s, "%d-%m-%Y").is_ok()
+            })
             .build(&schema)
             .map_err(|e| e.to_string())?;
         Ok(InputSchema { validator, schema })
@@ -308,6 +313,7 @@ fn format_words(format: &str) -> String {
     match format {
         "date" => "is not a real calendar date: write it YYYY-MM-DD with a day that exists in that month (e.g. 2026-02-28)".to_string(),
         "local-date-time" => "is not a real date and time: write it YYYY-MM-DDThh:mm (local time) with a day that exists in that month and a time from 00:00 to 23:59".to_string(),
+        "date-dmy" => "is not a real calendar date: write it dd-mm-yyyy with a day that exists in that month (e.g. 28-02-2026)".to_string(),
         "nik" => "cannot be a real NIK: its first two digits are the province code and 00 is no province (an all-zero or placeholder NIK?) — send the NIK from the KTP or KK".to_string(),
         other => format!("is not a valid {other}"),
     }

@@ -69,15 +69,19 @@ pub struct Mapped {
     pub bundle: Value,
 }
 
+/// A mapping folder that does not load. Files are named relative to the mappings folder
+/// (`posyandu.balita/map.jq`), never by a path of the server's file system: the message may
+/// travel further than the operator's terminal, and the caller names the folder itself
+/// ("loading mappings from …").
 #[derive(Debug, Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {file}: {source}")]
     Read {
-        path: PathBuf,
+        file: String,
         source: std::io::Error,
     },
-    #[error("{path} is not valid: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("{file} is not valid: {message}")]
+    Invalid { file: String, message: String },
     #[error(transparent)]
     Tables(#[from] crate::terminology::TableError),
 }
@@ -96,7 +100,7 @@ impl Mappings {
         let tables = CodeTables::load_dir(&dir.join("tables"))?;
         let mut types = BTreeMap::new();
         let read_dir = std::fs::read_dir(dir).map_err(|source| LoadError::Read {
-            path: dir.to_path_buf(),
+            file: "the mappings folder".to_string(),
             source,
         })?;
         let mut dirs: Vec<PathBuf> = read_dir
@@ -110,7 +114,7 @@ impl Mappings {
         }
         let tables_value =
             jq::JqValue::from_json(&tables.to_value()).map_err(|message| LoadError::Invalid {
-                path: dir.join("tables"),
+                file: "tables/".to_string(),
                 message,
             })?;
         Ok(Mappings {
@@ -283,18 +287,28 @@ pub fn prune(v: &mut Value) {
 }
 
 /// A mapping folder being loaded — a record type, or one of its adapters: its files read,
-/// parsed and compiled, every error naming the file.
-struct Folder<'a>(&'a Path);
+/// parsed and compiled, every error naming the file relative to the mappings folder
+/// (`label`, e.g. `posyandu.balita` or `rawat-jalan/adapters/pcare`).
+struct Folder<'a> {
+    dir: &'a Path,
+    label: String,
+}
 
-impl Folder<'_> {
+impl<'a> Folder<'a> {
+    fn new(dir: &'a Path, label: String) -> Self {
+        Folder { dir, label }
+    }
+
     fn read(&self, name: &str) -> Result<String, LoadError> {
-        let path = self.0.join(name);
-        std::fs::read_to_string(&path).map_err(|source| LoadError::Read { path, source })
+        std::fs::read_to_string(self.dir.join(name)).map_err(|source| LoadError::Read {
+            file: format!("{}/{name}", self.label),
+            source,
+        })
     }
 
     fn invalid(&self, name: &str, message: impl Into<String>) -> LoadError {
         LoadError::Invalid {
-            path: self.0.join(name),
+            file: format!("{}/{name}", self.label),
             message: message.into(),
         }
     }
@@ -308,7 +322,7 @@ impl Folder<'_> {
     ) -> Result<T, LoadError> {
         let meta: T = serde_saphyr::from_str(&self.read(file)?)
             .map_err(|e| self.invalid(file, e.to_string()))?;
-        let folder = self.0.file_name().unwrap_or_default().to_string_lossy();
+        let folder = self.dir.file_name().unwrap_or_default().to_string_lossy();
         if name(&meta) != folder {
             return Err(self.invalid(
                 file,
@@ -335,11 +349,12 @@ impl Folder<'_> {
 
 impl RecordType {
     fn load(dir: &Path) -> Result<RecordType, LoadError> {
-        let folder = Folder(dir);
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        let folder = Folder::new(dir, name.to_string());
         let meta: Meta = folder.meta("mapping.yaml", "record_type", |m: &Meta| &m.record_type)?;
         let input = folder.input_schema()?;
         let program = folder.program("map.jq")?;
-        let adapters = adapter::load_all(&dir.join("adapters"))?;
+        let adapters = adapter::load_all(&dir.join("adapters"), &meta.record_type)?;
         Ok(RecordType {
             meta,
             dir: dir.to_path_buf(),

@@ -53,12 +53,11 @@ fn assert_no_server_path(text: &str) {
     assert!(!text.contains(manifest.to_str().unwrap()), "{text}");
     let bytes = text.as_bytes();
     for (i, b) in bytes.iter().enumerate() {
-        if *b == b'/' && (i == 0 || matches!(bytes[i - 1], b' ' | b'(' | b'"' | b'\'' | b'`' | b'\n')) {
+        if *b == b'/'
+            && (i == 0 || matches!(bytes[i - 1], b' ' | b'(' | b'"' | b'\'' | b'`' | b'\n'))
+        {
             let next = bytes.get(i + 1).copied().unwrap_or(b' ');
-            assert!(
-                !next.is_ascii_alphabetic(),
-                "a file-system path in: {text}"
-            );
+            assert!(!next.is_ascii_alphabetic(), "a file-system path in: {text}");
         }
     }
 }
@@ -146,7 +145,10 @@ async fn impossible_and_out_of_range_dates_are_refused_by_field() {
     r["waktu_mulai"] = json!(format!("{future}T09:10:00"));
     r["waktu_selesai"] = json!(format!("{future}T09:20:00"));
     let text = refused(&gw, &key, t, None, &r, "$.waktu_mulai").await;
-    assert!(text.contains("future") && text.contains("one day"), "{text}");
+    assert!(
+        text.contains("future") && text.contains("one day"),
+        "{text}"
+    );
 
     let mut r = balita("D-6");
     r["waktu_mulai"] = json!("2014-06-02T09:10:00");
@@ -161,16 +163,24 @@ async fn impossible_and_out_of_range_dates_are_refused_by_field() {
     refused(&gw, &key, t, None, &r, "$.imunisasi[0].kadaluarsa").await;
 
     // A local format's own dates: P-Care writes dd-mm-yyyy.
-    let mut pcare: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            manifest_dir()
-                .join("mappings/rawat-jalan/adapters/pcare/examples/contoh-b-hipertensi.input.json"),
+    let mut pcare: Value =
+        serde_json::from_str(
+            &std::fs::read_to_string(manifest_dir().join(
+                "mappings/rawat-jalan/adapters/pcare/examples/contoh-b-hipertensi.input.json",
+            ))
+            .unwrap(),
         )
-        .unwrap(),
-    )
-    .unwrap();
+        .unwrap();
     pcare["pcare"]["tglDaftar"] = json!("31-02-2026");
-    let text = refused(&gw, &key, "rawat-jalan", Some("pcare"), &pcare, "$.pcare.tglDaftar").await;
+    let text = refused(
+        &gw,
+        &key,
+        "rawat-jalan",
+        Some("pcare"),
+        &pcare,
+        "$.pcare.tglDaftar",
+    )
+    .await;
     assert!(text.contains("dd-mm-yyyy"), "{text}");
 
     // Today in WIT (UTC+9) is tomorrow in UTC for part of the day: still a visit of today.
@@ -215,7 +225,10 @@ async fn control_characters_huge_text_and_numbers_and_an_all_zero_nik_are_refuse
     let mut r = balita("C-6");
     r["peserta"]["nik"] = json!("0000000000000000");
     let text = refused(&gw, &key, t, None, &r, "$.peserta.nik").await;
-    assert!(text.contains("NIK") && !text.contains("0000000000000000"), "{text}");
+    assert!(
+        text.contains("NIK") && !text.contains("0000000000000000"),
+        "{text}"
+    );
 
     // A text field of another record type, and a local format through its adapter: the
     // field is named in the facility's own format.
@@ -228,7 +241,15 @@ async fn control_characters_huge_text_and_numbers_and_an_all_zero_nik_are_refuse
     .unwrap();
     let mut bad = row.clone();
     bad["PASIEN"]["NAMA_LENGKAP"] = json!("Budi\u{7}");
-    refused(&gw, &key, "rawat-jalan", Some("sikda-generik"), &bad, "$.PASIEN.NAMA_LENGKAP").await;
+    refused(
+        &gw,
+        &key,
+        "rawat-jalan",
+        Some("sikda-generik"),
+        &bad,
+        "$.PASIEN.NAMA_LENGKAP",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -253,7 +274,15 @@ async fn rules_between_fields_say_what_to_send_in_the_facilitys_terms() {
     );
     let mut row: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     row["PASIEN"].as_object_mut().unwrap().remove("NIK");
-    let text = refused(&gw, &key, "rawat-jalan", Some("sikda-generik"), &row, "$.PASIEN").await;
+    let text = refused(
+        &gw,
+        &key,
+        "rawat-jalan",
+        Some("sikda-generik"),
+        &row,
+        "$.PASIEN",
+    )
+    .await;
     assert!(text.contains("NIK_IBU, KELAHIRAN_KE and ALAMAT"), "{text}");
 
     // A missing field, a wrong type, an unknown field, a value outside the list.
@@ -293,15 +322,13 @@ async fn a_failing_mapping_names_the_mapping_not_a_server_path() {
         "$.imunisasi[0].lokasi_suntik",
     )
     .await;
-    assert!(
-        text.contains("mapping posyandu.balita (map.jq)"),
-        "{text}"
-    );
+    assert!(text.contains("mapping posyandu.balita (map.jq)"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn posyandu_visits_without_nakes_are_normal_records() {
     let (_dir, gw, key) = start();
+    let mut receipts = Vec::new();
     for (record_type, example) in [
         ("posyandu.balita", "kader-tanpa-nakes-vitamin-a"),
         ("posyandu.remaja", "remaja-kader-tanpa-nakes"),
@@ -324,12 +351,22 @@ async fn posyandu_visits_without_nakes_are_normal_records() {
             .unwrap();
         assert_eq!(r.status(), 202, "{record_type}");
         let body: Value = r.json().await.unwrap();
+        receipts.push(body["receipt"].as_str().unwrap().to_string());
         // Accepted, with warnings naming the rules that would like a health worker.
         let warnings = texts(&body["warnings"]);
         assert!(
             warnings.contains("nakes") && body["warnings"].to_string().contains("10383"),
             "{record_type}: {body}"
         );
+    }
+
+    // And delivered: the built-in sandbox judges Bundles with the same profile engine.
+    for id in receipts {
+        eventually(std::time::Duration::from_secs(30), "kader visit delivered", || {
+            let (url, key, id) = (gw.url.clone(), key.clone(), id.clone());
+            async move { (receipt(&url, &key, &id).await["status"] == "delivered").then_some(()) }
+        })
+        .await;
     }
 
     // Immunizations given need the health worker who gave them: the error names the rules
@@ -398,7 +435,9 @@ fn variants(record: &Value) -> Vec<Value> {
     leaves(record, String::new(), &mut pointers);
     let mut out = Vec::new();
     for p in &pointers {
-        let Some((parent, key)) = p.rsplit_once('/') else { continue };
+        let Some((parent, key)) = p.rsplit_once('/') else {
+            continue;
+        };
         // Removed.
         let mut v = record.clone();
         if let Some(Value::Object(m)) = v.pointer_mut(parent) {
@@ -448,7 +487,11 @@ fn no_input_error_of_any_record_type_speaks_json_schema() {
                     assert_plain(&issue.text);
                     assert_no_server_path(&issue.text);
                     let at = issue.expression.as_deref().unwrap_or("");
-                    assert!(at.starts_with('$'), "{}: no field named: {issue:?}", rt.name());
+                    assert!(
+                        at.starts_with('$'),
+                        "{}: no field named: {issue:?}",
+                        rt.name()
+                    );
                     assert!(issue.text.contains(at), "{}: {issue:?}", rt.name());
                     checked += 1;
                 }
@@ -487,12 +530,19 @@ fn a_mapping_that_does_not_load_is_named_relative_to_the_mappings_folder() {
             }
         }
     };
-    copy(&manifest_dir().join("mappings/tables"), &root.join("tables"));
+    copy(
+        &manifest_dir().join("mappings/tables"),
+        &root.join("tables"),
+    );
     copy(
         &manifest_dir().join("mappings/posyandu.balita"),
         &root.join("posyandu.balita"),
     );
-    std::fs::write(root.join("posyandu.balita/map.jq"), "{entry: [ .x | undefined_fn ]}").unwrap();
+    std::fs::write(
+        root.join("posyandu.balita/map.jq"),
+        "{entry: [ .x | undefined_fn ]}",
+    )
+    .unwrap();
     let Err(e) = Mappings::load(&root) else {
         panic!("a broken map.jq loads")
     };

@@ -88,13 +88,10 @@ impl Adapter {
         }
         // The local id is only known once adapted; adapters see it empty.
         let strings = [sender.organization_id, sender.location_id, record_type, ""];
-        let mut out = self
-            .program
-            .run(record, strings, tables)
-            .map_err(|e| {
-                let program = format!("adapter {} of {record_type} (adapt.jq)", self.meta.format);
-                Outcome::one(run_error_issue(&program, record, e))
-            })?;
+        let mut out = self.program.run(record, strings, tables).map_err(|e| {
+            let program = format!("adapter {} of {record_type} (adapt.jq)", self.meta.format);
+            Outcome::one(run_error_issue(&program, record, e))
+        })?;
         prune(&mut out);
         Ok(out)
     }

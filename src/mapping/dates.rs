@@ -143,7 +143,10 @@ mod tests {
         check(&record, &fields(), today())
             .into_iter()
             .map(|i| {
-                assert!(i.text.starts_with(i.expression.as_deref().unwrap()), "{i:?}");
+                assert!(
+                    i.text.starts_with(i.expression.as_deref().unwrap()),
+                    "{i:?}"
+                );
                 i.text
             })
             .collect()
@@ -154,12 +157,17 @@ mod tests {
         assert!(paths(json!({"waktu_mulai": "2026-05-12T09:00", "peserta": {"tanggal_lahir": "2024-02-29"}})).is_empty());
         assert!(paths(json!({"waktu_mulai": "2026-12-08T23:59:59+09:00", "peserta": {"tanggal_lahir": "2026-12-08"}})).is_empty());
         assert!(paths(json!({"waktu_mulai": "2014-06-03"})).is_empty());
-        assert!(paths(json!({})).is_empty(), "absent fields are the schema's business");
+        assert!(
+            paths(json!({})).is_empty(),
+            "absent fields are the schema's business"
+        );
     }
 
     #[test]
     fn impossible_dates_and_times_are_refused() {
-        let p = paths(json!({"waktu_mulai": "2026-02-30T09:00", "peserta": {"tanggal_lahir": "2025-02-29"}}));
+        let p = paths(
+            json!({"waktu_mulai": "2026-02-30T09:00", "peserta": {"tanggal_lahir": "2025-02-29"}}),
+        );
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(p[0].starts_with("$.waktu_mulai is not a real calendar date"));
         assert!(p[1].starts_with("$.peserta.tanggal_lahir is not a real calendar date"));
@@ -170,11 +178,19 @@ mod tests {
     #[test]
     fn visits_in_the_future_or_before_satusehat_and_births_after_the_visit_are_refused() {
         let p = paths(json!({"waktu_mulai": "2026-12-09T08:00"}));
-        assert!(p[0].starts_with("$.waktu_mulai is in the future") && p[0].contains("one day"), "{p:?}");
+        assert!(
+            p[0].starts_with("$.waktu_mulai is in the future") && p[0].contains("one day"),
+            "{p:?}"
+        );
         let p = paths(json!({"waktu_mulai": "2014-06-02T08:00"}));
         assert!(p[0].contains("3 June 2014"), "{p:?}");
-        let p = paths(json!({"waktu_mulai": "2026-05-12T09:00", "peserta": {"tanggal_lahir": "2026-05-13"}}));
-        assert!(p[0].starts_with("$.peserta.tanggal_lahir is after the visit"), "{p:?}");
+        let p = paths(
+            json!({"waktu_mulai": "2026-05-12T09:00", "peserta": {"tanggal_lahir": "2026-05-13"}}),
+        );
+        assert!(
+            p[0].starts_with("$.peserta.tanggal_lahir is after the visit"),
+            "{p:?}"
+        );
         // Without a clock, the future is not judged.
         assert!(check(&json!({"waktu_mulai": "2099-01-01T08:00"}), &fields(), None).is_empty());
     }

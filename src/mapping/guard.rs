@@ -96,7 +96,11 @@ fn describe_control(c: char) -> String {
 }
 
 fn string_issue(s: &str, at: &str) -> Option<Issue> {
-    if let Some((pos, c)) = s.chars().enumerate().find(|(_, c)| is_forbidden_control(*c)) {
+    if let Some((pos, c)) = s
+        .chars()
+        .enumerate()
+        .find(|(_, c)| is_forbidden_control(*c))
+    {
         return Some(
             Issue::error(
                 IssueCode::Invalid,
@@ -146,13 +150,7 @@ fn printable_key(key: &str) -> String {
     let mut out: String = key
         .chars()
         .take(40)
-        .map(|c| {
-            if is_forbidden_control(c) {
-                '?'
-            } else {
-                c
-            }
-        })
+        .map(|c| if is_forbidden_control(c) { '?' } else { c })
         .collect();
     if key.chars().count() > 40 {
         out.push('…');
@@ -227,7 +225,8 @@ mod tests {
 
     #[test]
     fn control_characters_are_refused_by_field() {
-        let v = json!({"peserta": {"nama": "Ani\u{0}", "alamat": "Jl. \u{1b}[31m"}, "ok": "a\r\nb"});
+        let v =
+            json!({"peserta": {"nama": "Ani\u{0}", "alamat": "Jl. \u{1b}[31m"}, "ok": "a\r\nb"});
         let issues = check_values(&v);
         assert_eq!(paths(&v), ["$.peserta.nama", "$.peserta.alamat"]);
         assert!(issues[0].text.contains("NUL"), "{}", issues[0].text);
@@ -259,7 +258,10 @@ mod tests {
         assert!(issues[0].text.contains("at most 30"), "{}", issues[0].text);
         assert!(issues[0].text.len() < 300);
         for fine in ["0e-400", "1e-300", "123456789.123456789", "-0.0"] {
-            assert!(check_values(&json!({"a": number(fine)})).is_empty(), "{fine}");
+            assert!(
+                check_values(&json!({"a": number(fine)})).is_empty(),
+                "{fine}"
+            );
         }
     }
 
@@ -270,6 +272,9 @@ mod tests {
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].expression.as_deref(), Some("$.na?ma"));
         let issues = check_values_at(&json!({"name": [{"text": "a\u{7}"}]}), "Patient");
-        assert_eq!(issues[0].expression.as_deref(), Some("Patient.name[0].text"));
+        assert_eq!(
+            issues[0].expression.as_deref(),
+            Some("Patient.name[0].text")
+        );
     }
 }

@@ -19,8 +19,8 @@
 //! text and unrepresentable numbers anywhere in the record.
 
 use crate::fhir::{Issue, IssueCode, Outcome};
-use jsonschema::paths::{Location, LocationSegment};
 use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::paths::{Location, LocationSegment};
 use jsonschema::{JsonType, ValidationError, Validator};
 use serde_json::Value;
 
@@ -107,9 +107,7 @@ impl InputSchema {
                 }
                 _ => at,
             };
-            return vec![
-                Issue::error(IssueCode::Invalid, format!("{at}: {message}")).at(at),
-            ];
+            return vec![Issue::error(IssueCode::Invalid, format!("{at}: {message}")).at(at)];
         }
         plain_words(error.kind(), &at, self.field_description(error))
     }
@@ -305,7 +303,11 @@ fn type_words(kind: &TypeKind) -> String {
     };
     match kind {
         TypeKind::Single(t) => word(t),
-        TypeKind::Multiple(set) => set.iter().map(|t| word(&t)).collect::<Vec<_>>().join(" or "),
+        TypeKind::Multiple(set) => set
+            .iter()
+            .map(|t| word(&t))
+            .collect::<Vec<_>>()
+            .join(" or "),
     }
 }
 
@@ -362,7 +364,11 @@ pub fn rules_without_message(schema: &Value) -> Vec<String> {
                     .any(|k| m.contains_key(*k))
                     || (m.contains_key("not") && !in_if);
                 if needs && !m.get(MESSAGE_KEYWORD).is_some_and(Value::is_string) {
-                    out.push(if at.is_empty() { "/".to_string() } else { at.to_string() });
+                    out.push(if at.is_empty() {
+                        "/".to_string()
+                    } else {
+                        at.to_string()
+                    });
                 }
                 for (k, c) in m {
                     walk(c, &format!("{at}/{k}"), in_if || k == "if", out);
@@ -414,7 +420,10 @@ mod tests {
     }
 
     fn texts(o: &Outcome) -> Vec<String> {
-        o.issues.iter().map(|i| format!("{} | {}", i.expression.clone().unwrap_or_default(), i.text)).collect()
+        o.issues
+            .iter()
+            .map(|i| format!("{} | {}", i.expression.clone().unwrap_or_default(), i.text))
+            .collect()
     }
 
     #[test]
@@ -424,22 +433,49 @@ mod tests {
             texts(&o),
             ["$.peserta | $.peserta: a newborn without NIK needs nik_ibu, kelahiran_ke and alamat"]
         );
-        let o = schema().check(&json!({"id": "1", "peserta": {"nik": "x"}, "dosis": {"status": "diberikan"}}));
-        assert_eq!(texts(&o), ["$.dosis.no_batch | $.dosis.no_batch: a dose given needs no_batch"]);
+        let o = schema()
+            .check(&json!({"id": "1", "peserta": {"nik": "x"}, "dosis": {"status": "diberikan"}}));
+        assert_eq!(
+            texts(&o),
+            ["$.dosis.no_batch | $.dosis.no_batch: a dose given needs no_batch"]
+        );
     }
 
     #[test]
     fn every_other_error_is_plain_words_naming_the_field() {
-        let o = schema().check(&json!({"peserta": {"nik": "x"}, "jk": "X", "bb": 0, "tgl": "2026-02-30",
-                                        "nik": "0000000000000000", "extra": 1}));
+        let o = schema().check(
+            &json!({"peserta": {"nik": "x"}, "jk": "X", "bb": 0, "tgl": "2026-02-30",
+                                        "nik": "0000000000000000", "extra": 1}),
+        );
         let t = texts(&o);
-        for expected in ["$.id | $.id is missing", "$.jk | $.jk must be one of: \"L\", \"P\"",
-                         "$.bb | $.bb must be greater than 0", "$.tgl | $.tgl is not a real calendar date",
-                         "$.nik | $.nik cannot be a real NIK", "$.extra | $.extra is not a field"] {
-            assert!(t.iter().any(|x| x.starts_with(expected)), "{expected} not in {t:#?}");
+        for expected in [
+            "$.id | $.id is missing",
+            "$.jk | $.jk must be one of: \"L\", \"P\"",
+            "$.bb | $.bb must be greater than 0",
+            "$.tgl | $.tgl is not a real calendar date",
+            "$.nik | $.nik cannot be a real NIK",
+            "$.extra | $.extra is not a field",
+        ] {
+            assert!(
+                t.iter().any(|x| x.starts_with(expected)),
+                "{expected} not in {t:#?}"
+            );
         }
-        for keyword in ["anyOf", "oneOf", "schema", "keyword", "const", "\"if\"", "additionalProperties", "exclusiveMinimum", "format"] {
-            assert!(t.iter().all(|x| !x.contains(keyword)), "{keyword} in {t:#?}");
+        for keyword in [
+            "anyOf",
+            "oneOf",
+            "schema",
+            "keyword",
+            "const",
+            "\"if\"",
+            "additionalProperties",
+            "exclusiveMinimum",
+            "format",
+        ] {
+            assert!(
+                t.iter().all(|x| !x.contains(keyword)),
+                "{keyword} in {t:#?}"
+            );
         }
         // The NIK itself is not repeated.
         assert!(t.iter().all(|x| !x.contains("0000000000000000")));
@@ -464,6 +500,9 @@ mod tests {
     fn rules_without_message_are_found() {
         let s = json!({"properties": {"a": {"anyOf": [{}]}, "b": {"x-message": "m", "oneOf": [{}]},
                        "c": {"x-message": "m", "if": {"not": {"required": ["x"]}}, "then": {}}, "d": {"not": {}}}});
-        assert_eq!(rules_without_message(&s), ["/properties/a", "/properties/d"]);
+        assert_eq!(
+            rules_without_message(&s),
+            ["/properties/a", "/properties/d"]
+        );
     }
 }

@@ -1,6 +1,11 @@
 //! Steps 1 and 2 of a record's path: check the facility's record against its record type's
 //! input schema, then map it with the record type's jq program into a transaction Bundle.
 //!
+//! The input check ([`RecordType::check_input`]) is three pure parts: content guards over
+//! every value ([`guard`], also usable on FHIR resources pushed directly), the input schema
+//! with its errors in the facility's terms ([`input`]), and the dates `mapping.yaml` declares
+//! ([`dates`]; "not in the future" only with a clock passed in).
+//!
 //! Each record type is a folder under `mappings/` (see the README, "Writing a mapping"):
 //! `mapping.yaml` (metadata), `input.schema.json`, `map.jq` and `examples/`. Everything is
 //! loaded and compiled once at start; mapping a record is then a pure function of the record
@@ -371,7 +376,11 @@ impl RecordType {
     /// Step 1: content guards, the input schema, then the declared dates. `now` is the
     /// gateway's clock for "not in the future"; None (the CLI, golden tests, re-mapping a
     /// stored record) skips that one check and keeps this a pure function.
-    pub fn check_input(&self, record: &Value, now: Option<chrono::DateTime<chrono::Utc>>) -> Outcome {
+    pub fn check_input(
+        &self,
+        record: &Value,
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Outcome {
         let mut outcome = self.input.check(record);
         if !outcome.has_errors() {
             let today = now.map(|n| n.date_naive());
@@ -413,13 +422,10 @@ impl RecordType {
             self.meta.record_type.as_str(),
             local_id,
         ];
-        let mut out = self
-            .program
-            .run(record, strings, tables)
-            .map_err(|e| {
-                let program = format!("mapping {} (map.jq)", self.meta.record_type);
-                run_error_issue(&program, record, e)
-            })?;
+        let mut out = self.program.run(record, strings, tables).map_err(|e| {
+            let program = format!("mapping {} (map.jq)", self.meta.record_type);
+            run_error_issue(&program, record, e)
+        })?;
         prune(&mut out);
         Ok(out)
     }

@@ -210,8 +210,10 @@ fn plain_words(kind: &ValidationErrorKind, at: &str, description: Option<String>
         K::Pattern { pattern } => one(
             IssueCode::Value,
             at,
+            // The field's description says it in words; the regular expression only when
+            // there is none.
             match description {
-                Some(d) => format!("is not written in the expected form ({pattern}): {d}"),
+                Some(d) => format!("is not written as expected: {d}"),
                 None => format!("is not written in the expected form ({pattern})"),
             },
         ),
@@ -402,7 +404,7 @@ mod tests {
                 "jk": {"enum": ["L", "P"]},
                 "bb": {"type": "number", "exclusiveMinimum": 0, "maximum": 40},
                 "tgl": {"type": "string", "format": "date"},
-                "nik": {"type": "string", "pattern": "^[0-9]{16}$", "format": "nik", "description": "16-digit NIK."},
+                "nik": {"$ref": "#/$defs/nik"},
                 "peserta": {
                     "type": "object",
                     "x-message": "a newborn without NIK needs nik_ibu, kelahiran_ke and alamat",
@@ -414,7 +416,8 @@ mod tests {
                     "if": {"properties": {"status": {"const": "diberikan"}}},
                     "then": {"required": ["no_batch"]}
                 }
-            }
+            },
+            "$defs": {"nik": {"type": "string", "pattern": "^[0-9]{16}$", "format": "nik", "description": "16-digit NIK."}}
         }))
         .unwrap()
     }
@@ -477,6 +480,8 @@ mod tests {
                 "{keyword} in {t:#?}"
             );
         }
+        let o = schema().check(&json!({"id": "1", "peserta": {"nik": "x"}, "nik": "12345"}));
+        assert_eq!(texts(&o), ["$.nik | $.nik is not written as expected: 16-digit NIK."]);
         // The NIK itself is not repeated.
         assert!(t.iter().all(|x| !x.contains("0000000000000000")));
     }

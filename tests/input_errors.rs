@@ -140,15 +140,25 @@ async fn impossible_and_out_of_range_dates_are_refused_by_field() {
     let text = refused(&gw, &key, t, None, &r, "$.peserta.tanggal_lahir").await;
     assert!(text.contains("after the visit"), "{text}");
 
-    let future = (chrono::Utc::now() + chrono::Duration::days(3)).format("%Y-%m-%d");
+    // Two hours ahead, in the record's own zone (WITA): already more than the few minutes a
+    // clock may run ahead.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(8 + 2)).format("%Y-%m-%dT%H:%M:00");
+    let later_end =
+        (chrono::Utc::now() + chrono::Duration::hours(8 + 2) + chrono::Duration::minutes(10))
+            .format("%Y-%m-%dT%H:%M:00");
     let mut r = balita("D-5");
-    r["waktu_mulai"] = json!(format!("{future}T09:10:00"));
-    r["waktu_selesai"] = json!(format!("{future}T09:20:00"));
+    r["waktu_mulai"] = json!(later.to_string());
+    r["waktu_selesai"] = json!(later_end.to_string());
     let text = refused(&gw, &key, t, None, &r, "$.waktu_mulai").await;
     assert!(
-        text.contains("future") && text.contains("one day"),
+        text.contains("future") && text.contains("5 minutes"),
         "{text}"
     );
+
+    let mut r = balita("D-5b");
+    r["waktu_selesai"] = json!("2026-05-14T09:05:00");
+    let text = refused(&gw, &key, t, None, &r, "$.waktu_selesai").await;
+    assert!(text.contains("must be after $.waktu_mulai"), "{text}");
 
     let mut r = balita("D-6");
     r["waktu_mulai"] = json!("2014-06-02T09:10:00");

@@ -481,7 +481,10 @@ mod tests {
             );
         }
         let o = schema().check(&json!({"id": "1", "peserta": {"nik": "x"}, "nik": "12345"}));
-        assert_eq!(texts(&o), ["$.nik | $.nik is not written as expected: 16-digit NIK."]);
+        assert_eq!(
+            texts(&o),
+            ["$.nik | $.nik is not written as expected: 16-digit NIK."]
+        );
         // The NIK itself is not repeated.
         assert!(t.iter().all(|x| !x.contains("0000000000000000")));
     }

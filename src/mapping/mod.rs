@@ -383,8 +383,7 @@ impl RecordType {
     ) -> Outcome {
         let mut outcome = self.input.check(record);
         if !outcome.has_errors() {
-            let today = now.map(|n| n.date_naive());
-            outcome.extend(Outcome::from(dates::check(record, &self.meta.dates, today)));
+            outcome.extend(Outcome::from(dates::check(record, &self.meta.dates, now)));
         }
         outcome
     }

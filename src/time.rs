@@ -4,6 +4,11 @@
 //! WITA (UTC+8) and WIT (UTC+9). No clock is read here; callers pass "now" in.
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+
+/// How far in the future a time may lie and still be taken for now: facility PCs' clocks are
+/// rarely exact. Shared by the input check (`mapping::dates`) and the validator's
+/// `not-future`, so a time one lets through the other does not refuse.
+pub const FUTURE_TOLERANCE_SECS: i64 = 300;
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq)]

@@ -30,6 +30,10 @@ def nutrition_status: if . == null then null else [clinical_term(.; lookup("nutr
 | ($r.waktu_selesai | to_utc($tz)) as $end
 | full_url("Patient") as $patient
 | full_url("Practitioner") as $nakes
+# Without nakes (a posyandu run by kader alone) there is no Practitioner: the Encounter goes
+# without participant and the Observations name the sender's Organization as performer
+# (profiles/satusehat/rules.yaml, rules 10119 and 10383, warn about both).
+| (if $r.nakes then [ref($nakes)] else [{reference: "Organization/\($org)"}] end) as $performers
 | full_url("Encounter") as $encounter
 | ({reference: "Location/\($location)", display: $r.nama_posyandu}) as $where
 
@@ -43,7 +47,7 @@ def nutrition_status: if . == null then null else [clinical_term(.; lookup("nutr
       code: $code,
       subject: ref($patient),
       encounter: ref($encounter),
-      performer: [ref($nakes)],
+      performer: $performers,
       effectiveDateTime: $start,
       issued: $end,
       valueQuantity: $value,
@@ -82,13 +86,14 @@ def nutrition_status: if . == null then null else [clinical_term(.; lookup("nutr
   | lookup_entry($patient; "identifier=\($pid.system)|\($pid.value)")
   ) as $patient_entry
 
-| ({
+| (if $r.nakes == null then null else
+   {
     resourceType: "Practitioner",
     identifier: [{use: "official", system: "https://fhir.kemkes.go.id/id/nik", value: $r.nakes.nik}],
     name: [{use: "official", text: $r.nakes.nama}]
   }
   | lookup_entry($nakes; "identifier=https://fhir.kemkes.go.id/id/nik|\($r.nakes.nik)")
-  ) as $nakes_entry
+  end) as $nakes_entry
 
 | ({
     resourceType: "Encounter",
@@ -96,10 +101,10 @@ def nutrition_status: if . == null then null else [clinical_term(.; lookup("nutr
     status: "finished",
     class: coding("http://terminology.hl7.org/CodeSystem/v3-ActCode"; "AMB"; "ambulatory"),
     subject: (ref($patient) + {display: $p.nama}),
-    participant: [{
+    participant: (if $r.nakes then [{
       type: [concept("http://terminology.hl7.org/CodeSystem/v3-ParticipationType"; "ATND"; "attender")],
       individual: (ref($nakes) + {display: $r.nakes.nama})
-    }],
+    }] else null end),
     period: {start: $start, end: $end},
     location: [{location: $where}],
     statusHistory: [
@@ -196,7 +201,7 @@ def nutrition_status: if . == null then null else [clinical_term(.; lookup("nutr
         subject: ref($patient),
         context: ref($encounter),
         effectiveDateTime: $start,
-        performer: [{actor: ref($nakes)}],
+        performer: (if $r.nakes then [{actor: ref($nakes)}] else null end),
         dosage: {
           route: concept("http://www.whocc.no/atc"; "O"; "Oral"),
           dose: ucum($va.iu; "[iU]")
@@ -215,7 +220,7 @@ def nutrition_status: if . == null then null else [clinical_term(.; lookup("nutr
         subject: ref($patient),
         context: ref($encounter),
         effectiveDateTime: $start,
-        performer: [{actor: ref($nakes)}],
+        performer: (if $r.nakes then [{actor: ref($nakes)}] else null end),
         dosage: {
           route: concept("http://www.whocc.no/atc"; "O"; "Oral"),
           dose: (if $oc.dosis_mg then ucum($oc.dosis_mg; "mg") else null end)
@@ -242,7 +247,7 @@ def nutrition_status: if . == null then null else [clinical_term(.; lookup("nutr
         code: {coding: [coding($a.g.system; $a.g.code; $a.g.display)], text: $a.g.text},
         subject: ref($patient),
         encounter: ref($encounter),
-        performer: [ref($nakes)],
+        performer: $performers,
         effectiveDateTime: $start,
         issued: $end,
         valueBoolean: $a.answer

@@ -26,6 +26,10 @@ def age_on($date): ($date[0:4] | tonumber) - (.[0:4] | tonumber) - (if $date[5:1
 | ($r.waktu_selesai | to_utc($tz)) as $end
 | full_url("Patient") as $patient
 | full_url("Practitioner") as $nakes
+# Without nakes (a posyandu run by kader alone) there is no Practitioner: the Encounter goes
+# without participant and the Observations name the sender's Organization as performer
+# (profiles/satusehat/rules.yaml, rules 10119 and 10383, warn about both).
+| (if $r.nakes then [ref($nakes)] else [{reference: "Organization/\($org)"}] end) as $performers
 | full_url("Encounter") as $encounter
 | ({reference: "Location/\($location)", display: $r.nama_posyandu}) as $where
 | ($r.peserta) as $p
@@ -44,7 +48,7 @@ def age_on($date): ($date[0:4] | tonumber) - (.[0:4] | tonumber) - (if $date[5:1
       code: $code,
       subject: ref($patient),
       encounter: ref($encounter),
-      performer: [ref($nakes)],
+      performer: $performers,
       effectiveDateTime: $start,
       issued: $end
     } + $value + {interpretation: $interpretation})
@@ -82,13 +86,14 @@ def age_on($date): ($date[0:4] | tonumber) - (.[0:4] | tonumber) - (if $date[5:1
   | lookup_entry($patient; "identifier=https://fhir.kemkes.go.id/id/nik|\($p.nik)")
   ) as $patient_entry
 
-| ({
+| (if $r.nakes == null then null else
+   {
     resourceType: "Practitioner",
     identifier: [{use: "official", system: "https://fhir.kemkes.go.id/id/nik", value: $r.nakes.nik}],
     name: [{use: "official", text: $r.nakes.nama}]
   }
   | lookup_entry($nakes; "identifier=https://fhir.kemkes.go.id/id/nik|\($r.nakes.nik)")
-  ) as $nakes_entry
+  end) as $nakes_entry
 
 | ({
     resourceType: "Encounter",
@@ -96,10 +101,10 @@ def age_on($date): ($date[0:4] | tonumber) - (.[0:4] | tonumber) - (if $date[5:1
     status: "finished",
     class: coding("http://terminology.hl7.org/CodeSystem/v3-ActCode"; "AMB"; "ambulatory"),
     subject: (ref($patient) + {display: $p.nama}),
-    participant: [{
+    participant: (if $r.nakes then [{
       type: [concept("http://terminology.hl7.org/CodeSystem/v3-ParticipationType"; "ATND"; "attender")],
       individual: (ref($nakes) + {display: $r.nakes.nama})
-    }],
+    }] else null end),
     period: {start: $start, end: $end},
     location: [{location: $where}],
     statusHistory: [

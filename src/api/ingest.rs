@@ -167,7 +167,7 @@ async fn push_record(
             };
             ApiError::new(status, outcome)
         })?;
-    let checked = rt.check_input(&canonical);
+    let checked = rt.check_input(&canonical, Some(chrono::Utc::now()));
     if checked.has_errors() {
         reject(record_type, "input", &checked);
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, checked));

@@ -2,7 +2,9 @@
 //! day of birth (+40 for women), month, year (2 digits), serial (4).
 //!
 //! The checks only warn: SATUSEHAT's own sandbox identities break them (ilp-domain.md §5),
-//! and refusing a real patient's record over an unusual NIK would lose care data.
+//! and refusing a real patient's record over an unusual NIK would lose care data. One is an
+//! error, [`impossible`]: a NIK no one can have (province code 00, which includes the
+//! all-zero placeholder some systems write when the NIK is unknown).
 
 use chrono::NaiveDate;
 
@@ -12,6 +14,14 @@ pub struct NikInfo {
     pub day: u32,
     pub month: u32,
     pub year_2: u32,
+}
+
+/// Why `nik` cannot be anyone's NIK, or None. Only the province code (digits 1–2) is judged
+/// here: 00 is no province, so `0000000000000000` and its kin are placeholders, never a
+/// person. Everything else unusual is for [`parse`], whose findings only warn.
+pub fn impossible(nik: &str) -> Option<&'static str> {
+    (nik.len() == 16 && nik.bytes().all(|b| b.is_ascii_digit()) && nik.starts_with("00"))
+        .then_some("digits 1–2 of a NIK are the province code and 00 is no province (an all-zero NIK is a placeholder, not a person's NIK)")
 }
 
 /// Parse the structure of a NIK. `Err` says what is wrong, without repeating the NIK.
@@ -81,6 +91,15 @@ mod tests {
         assert!(parse("3273011013250002").is_err()); // month 13
         assert!(parse("3273017208250002").is_err()); // day 72
         assert!(parse("3273011008250000").is_err()); // serial 0000
+    }
+
+    #[test]
+    fn only_province_00_is_impossible() {
+        assert!(impossible("0000000000000000").is_some());
+        assert!(impossible("0073011008250001").is_some());
+        assert!(impossible("3273015008250002").is_none());
+        assert!(impossible("9271060312000001").is_none()); // SATUSEHAT's sandbox dummy
+        assert!(impossible("000").is_none()); // not a NIK at all: the pattern says so
     }
 
     #[test]

@@ -29,12 +29,12 @@ pub struct AdapterMeta {
 pub struct Adapter {
     pub meta: AdapterMeta,
     pub dir: PathBuf,
-    input: jsonschema::Validator,
+    input: input::InputSchema,
     program: jq::Program,
 }
 
 /// Every adapter under `dir` (which may not exist: most record types have none).
-pub fn load_all(dir: &Path) -> Result<BTreeMap<String, Adapter>, LoadError> {
+pub fn load_all(dir: &Path, record_type: &str) -> Result<BTreeMap<String, Adapter>, LoadError> {
     let mut out = BTreeMap::new();
     let Ok(read_dir) = std::fs::read_dir(dir) else {
         return Ok(out);
@@ -45,15 +45,16 @@ pub fn load_all(dir: &Path) -> Result<BTreeMap<String, Adapter>, LoadError> {
         .collect();
     dirs.sort();
     for d in dirs {
-        let a = Adapter::load(&d)?;
+        let a = Adapter::load(&d, record_type)?;
         out.insert(a.meta.format.clone(), a);
     }
     Ok(out)
 }
 
 impl Adapter {
-    fn load(dir: &Path) -> Result<Adapter, LoadError> {
-        let folder = Folder(dir);
+    fn load(dir: &Path, record_type: &str) -> Result<Adapter, LoadError> {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        let folder = Folder::new(dir, format!("{record_type}/adapters/{name}"));
         let meta: AdapterMeta =
             folder.meta("adapter.yaml", "format", |m: &AdapterMeta| &m.format)?;
         let input = folder.input_schema()?;
@@ -68,6 +69,11 @@ impl Adapter {
 
     /// The canonical record for a record in this format. Errors are JSON paths into the
     /// local record.
+    /// The local format's input schema, as written (with its `x-message`s).
+    pub fn input_schema(&self) -> &Value {
+        self.input.schema()
+    }
+
     pub fn adapt(
         &self,
         record: &Value,
@@ -75,16 +81,17 @@ impl Adapter {
         sender: &Sender,
         tables: &jq::JqValue,
     ) -> Result<Value, Outcome> {
-        let checked = input::check(&self.input, record);
+        // Guards and schema on the local record, so errors name the facility's own fields.
+        let checked = self.input.check(record);
         if checked.has_errors() {
             return Err(checked);
         }
         // The local id is only known once adapted; adapters see it empty.
         let strings = [sender.organization_id, sender.location_id, record_type, ""];
-        let mut out = self
-            .program
-            .run(record, strings, tables)
-            .map_err(|e| Outcome::one(run_error_issue(&self.dir.join("adapt.jq"), record, e)))?;
+        let mut out = self.program.run(record, strings, tables).map_err(|e| {
+            let program = format!("adapter {} of {record_type} (adapt.jq)", self.meta.format);
+            Outcome::one(run_error_issue(&program, record, e))
+        })?;
         prune(&mut out);
         Ok(out)
     }

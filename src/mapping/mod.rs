@@ -1,6 +1,11 @@
 //! Steps 1 and 2 of a record's path: check the facility's record against its record type's
 //! input schema, then map it with the record type's jq program into a transaction Bundle.
 //!
+//! The input check ([`RecordType::check_input`]) is three pure parts: content guards over
+//! every value ([`guard`], also usable on FHIR resources pushed directly), the input schema
+//! with its errors in the facility's terms ([`input`]), and the dates `mapping.yaml` declares
+//! ([`dates`]; "not in the future" only with a clock passed in).
+//!
 //! Each record type is a folder under `mappings/` (see the README, "Writing a mapping"):
 //! `mapping.yaml` (metadata), `input.schema.json`, `map.jq` and `examples/`. Everything is
 //! loaded and compiled once at start; mapping a record is then a pure function of the record
@@ -8,6 +13,8 @@
 //! produce byte-identical Bundles.
 
 pub mod adapter;
+pub mod dates;
+pub mod guard;
 pub mod harness;
 pub mod input;
 pub mod jq;
@@ -37,13 +44,17 @@ pub struct Meta {
     /// FHIR resource types (and their SATUSEHAT profiles) the mapping produces.
     #[serde(default)]
     pub produces: Vec<String>,
+    /// Which fields say when the visit was and when people were born, checked before mapping
+    /// (see [`dates`]).
+    #[serde(default)]
+    pub dates: dates::DateFields,
 }
 
 /// One loaded record type.
 pub struct RecordType {
     pub meta: Meta,
     pub dir: PathBuf,
-    input: jsonschema::Validator,
+    input: input::InputSchema,
     program: jq::Program,
     /// Local formats this record type also accepts, by format name (`adapters/<format>/`).
     pub adapters: BTreeMap<String, adapter::Adapter>,
@@ -63,15 +74,19 @@ pub struct Mapped {
     pub bundle: Value,
 }
 
+/// A mapping folder that does not load. Files are named relative to the mappings folder
+/// (`posyandu.balita/map.jq`), never by a path of the server's file system: the message may
+/// travel further than the operator's terminal, and the caller names the folder itself
+/// ("loading mappings from …").
 #[derive(Debug, Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {file}: {source}")]
     Read {
-        path: PathBuf,
+        file: String,
         source: std::io::Error,
     },
-    #[error("{path} is not valid: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("{file} is not valid: {message}")]
+    Invalid { file: String, message: String },
     #[error(transparent)]
     Tables(#[from] crate::terminology::TableError),
 }
@@ -90,7 +105,7 @@ impl Mappings {
         let tables = CodeTables::load_dir(&dir.join("tables"))?;
         let mut types = BTreeMap::new();
         let read_dir = std::fs::read_dir(dir).map_err(|source| LoadError::Read {
-            path: dir.to_path_buf(),
+            file: "the mappings folder".to_string(),
             source,
         })?;
         let mut dirs: Vec<PathBuf> = read_dir
@@ -104,7 +119,7 @@ impl Mappings {
         }
         let tables_value =
             jq::JqValue::from_json(&tables.to_value()).map_err(|message| LoadError::Invalid {
-                path: dir.join("tables"),
+                file: "tables/".to_string(),
                 message,
             })?;
         Ok(Mappings {
@@ -187,7 +202,9 @@ impl Mappings {
         sender: &Sender,
     ) -> Result<Mapped, Outcome> {
         let rt = self.record_type(record_type)?;
-        let issues = rt.check_input(record);
+        // No clock here: mapping stays a pure function. The ingest endpoint checks the
+        // future with its own clock first (`check_input(record, Some(now))`).
+        let issues = rt.check_input(record, None);
         if issues.has_errors() {
             return Err(issues);
         }
@@ -199,9 +216,10 @@ impl Mappings {
     }
 }
 
-/// A failed jq program as an issue naming the program file and, when a built-in choked on an
-/// input value, the input field(s) holding it.
-fn run_error_issue(file: &Path, record: &Value, e: jq::RunError) -> Issue {
+/// A failed jq program as an issue naming the program (`mapping posyandu.balita (map.jq)`: a
+/// name relative to the mappings, never a path of the server's file system) and, when a
+/// built-in choked on an input value, the input field(s) holding it.
+fn run_error_issue(program: &str, record: &Value, e: jq::RunError) -> Issue {
     let paths = e
         .value
         .as_ref()
@@ -213,7 +231,7 @@ fn run_error_issue(file: &Path, record: &Value, e: jq::RunError) -> Issue {
     };
     let issue = Issue::error(
         IssueCode::Processing,
-        format!("{}: {}{at}", file.display(), e.message),
+        format!("{program}: {}{at}", e.message),
     );
     match paths.into_iter().next() {
         Some(p) => issue.at(p),
@@ -274,18 +292,28 @@ pub fn prune(v: &mut Value) {
 }
 
 /// A mapping folder being loaded — a record type, or one of its adapters: its files read,
-/// parsed and compiled, every error naming the file.
-struct Folder<'a>(&'a Path);
+/// parsed and compiled, every error naming the file relative to the mappings folder
+/// (`label`, e.g. `posyandu.balita` or `rawat-jalan/adapters/pcare`).
+struct Folder<'a> {
+    dir: &'a Path,
+    label: String,
+}
 
-impl Folder<'_> {
+impl<'a> Folder<'a> {
+    fn new(dir: &'a Path, label: String) -> Self {
+        Folder { dir, label }
+    }
+
     fn read(&self, name: &str) -> Result<String, LoadError> {
-        let path = self.0.join(name);
-        std::fs::read_to_string(&path).map_err(|source| LoadError::Read { path, source })
+        std::fs::read_to_string(self.dir.join(name)).map_err(|source| LoadError::Read {
+            file: format!("{}/{name}", self.label),
+            source,
+        })
     }
 
     fn invalid(&self, name: &str, message: impl Into<String>) -> LoadError {
         LoadError::Invalid {
-            path: self.0.join(name),
+            file: format!("{}/{name}", self.label),
             message: message.into(),
         }
     }
@@ -299,7 +327,7 @@ impl Folder<'_> {
     ) -> Result<T, LoadError> {
         let meta: T = serde_saphyr::from_str(&self.read(file)?)
             .map_err(|e| self.invalid(file, e.to_string()))?;
-        let folder = self.0.file_name().unwrap_or_default().to_string_lossy();
+        let folder = self.dir.file_name().unwrap_or_default().to_string_lossy();
         if name(&meta) != folder {
             return Err(self.invalid(
                 file,
@@ -312,11 +340,11 @@ impl Folder<'_> {
         Ok(meta)
     }
 
-    fn input_schema(&self) -> Result<jsonschema::Validator, LoadError> {
+    fn input_schema(&self) -> Result<input::InputSchema, LoadError> {
         const FILE: &str = "input.schema.json";
         let schema: Value = serde_json::from_str(&self.read(FILE)?)
             .map_err(|e| self.invalid(FILE, e.to_string()))?;
-        jsonschema::validator_for(&schema).map_err(|e| self.invalid(FILE, e.to_string()))
+        input::InputSchema::compile(schema).map_err(|e| self.invalid(FILE, e))
     }
 
     fn program(&self, file: &str) -> Result<jq::Program, LoadError> {
@@ -326,11 +354,12 @@ impl Folder<'_> {
 
 impl RecordType {
     fn load(dir: &Path) -> Result<RecordType, LoadError> {
-        let folder = Folder(dir);
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        let folder = Folder::new(dir, name.to_string());
         let meta: Meta = folder.meta("mapping.yaml", "record_type", |m: &Meta| &m.record_type)?;
         let input = folder.input_schema()?;
         let program = folder.program("map.jq")?;
-        let adapters = adapter::load_all(&dir.join("adapters"))?;
+        let adapters = adapter::load_all(&dir.join("adapters"), &meta.record_type)?;
         Ok(RecordType {
             meta,
             dir: dir.to_path_buf(),
@@ -344,8 +373,24 @@ impl RecordType {
         &self.meta.record_type
     }
 
-    pub fn check_input(&self, record: &Value) -> Outcome {
-        input::check(&self.input, record)
+    /// Step 1: content guards, the input schema, then the declared dates. `now` is the
+    /// gateway's clock for "not in the future"; None (the CLI, golden tests, re-mapping a
+    /// stored record) skips that one check and keeps this a pure function.
+    pub fn check_input(
+        &self,
+        record: &Value,
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Outcome {
+        let mut outcome = self.input.check(record);
+        if !outcome.has_errors() {
+            outcome.extend(Outcome::from(dates::check(record, &self.meta.dates, now)));
+        }
+        outcome
+    }
+
+    /// The record type's input schema, as written (with its `x-message`s).
+    pub fn input_schema(&self) -> &Value {
+        self.input.schema()
     }
 
     /// The facility's own id of the record.
@@ -376,10 +421,10 @@ impl RecordType {
             self.meta.record_type.as_str(),
             local_id,
         ];
-        let mut out = self
-            .program
-            .run(record, strings, tables)
-            .map_err(|e| run_error_issue(&self.dir.join("map.jq"), record, e))?;
+        let mut out = self.program.run(record, strings, tables).map_err(|e| {
+            let program = format!("mapping {} (map.jq)", self.meta.record_type);
+            run_error_issue(&program, record, e)
+        })?;
         prune(&mut out);
         Ok(out)
     }

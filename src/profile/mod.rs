@@ -340,6 +340,16 @@ fn nik_warnings(patient: &Value, at: &str) -> Outcome {
             continue;
         };
         let loc = format!("{at}.identifier[{i}].value");
+        if let Some(why) = fhir::nik::impossible(nik) {
+            out.push(
+                Issue::error(
+                    IssueCode::Value,
+                    format!("not a NIK: {why}; send the NIK from the KTP or KK (a newborn without one: the mother's NIK as nik-ibu)"),
+                )
+                .at(loc),
+            );
+            continue;
+        }
         match fhir::nik::parse(nik) {
             Err(why) => out.push(
                 Issue::warning(

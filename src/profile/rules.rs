@@ -115,7 +115,7 @@ pub struct RuleContext<'a> {
 }
 
 /// Clock skew tolerated by `not-future`: facility PCs are rarely exact.
-const FUTURE_TOLERANCE_SECS: i64 = 300;
+use crate::time::FUTURE_TOLERANCE_SECS;
 
 pub struct Rules {
     by_resource: HashMap<String, Vec<Rule>>,

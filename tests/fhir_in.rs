@@ -338,6 +338,22 @@ async fn what_is_refused_and_why() {
         "{oo}"
     );
 
+    // Control characters and a megabyte of text, named by element; a large attachment is
+    // a document, not a field, and may be long.
+    let mut dirty = facility_bundle("FHIR-9");
+    dirty["entry"][0]["resource"]["location"][0]["location"]["display"] =
+        json!("Posyandu\u{0}Melati");
+    dirty["entry"][1]["resource"]["note"] = json!([{"text": "x".repeat(1_000_000)}]);
+    let (status, oo) = post(&s, "/fhir", &dirty, &[]).await;
+    assert_eq!(status, 422, "{oo}");
+    assert_eq!(
+        expressions(&oo),
+        [
+            "Bundle.entry[0].resource.location[0].location.display",
+            "Bundle.entry[1].resource.note[0].text"
+        ]
+    );
+
     // Invalid FHIR: the same validator as for mapped records.
     let mut invalid = facility_bundle("FHIR-9");
     invalid["entry"][0]["resource"]["status"] = json!("selesai");

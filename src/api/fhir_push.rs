@@ -128,6 +128,27 @@ fn refusal(r: Refused) -> ApiError {
     ApiError::new(status, outcome)
 }
 
+/// The content guards every pushed document passes (control characters, text length,
+/// numbers a server can store) — except the length of what FHIR holds as a document rather
+/// than as a field: base64 `data` of an attachment and the narrative's `div`.
+fn guard(sent: &Value, root: &str) -> Result<(), ApiError> {
+    let issues: Vec<Issue> = crate::mapping::guard::check_values_at(sent, root)
+        .into_iter()
+        .filter(|i| {
+            !(i.code == IssueCode::TooLong
+                && i.expression
+                    .as_deref()
+                    .is_some_and(|e| e.ends_with(".data") || e.ends_with(".div")))
+        })
+        .collect();
+    if issues.is_empty() {
+        return Ok(());
+    }
+    let outcome = Outcome::from(issues);
+    reject(RECORD_TYPE, "input", &outcome);
+    Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, outcome))
+}
+
 /// One Bundle (or one resource, when `resource_type` is given) through the path.
 async fn push_fhir(
     state: &web::Data<AppState>,
@@ -136,6 +157,7 @@ async fn push_fhir(
     resource_type: Option<&str>,
     if_match: Option<i64>,
 ) -> Result<Answer, ApiError> {
+    guard(&sent, resource_type.unwrap_or("Bundle"))?;
     let org = &facility.organization_id;
     let prepared = match resource_type {
         Some(t) => fhir_in::prepare_resource(&sent, t, org),

@@ -354,6 +354,37 @@ async fn what_is_refused_and_why() {
         ]
     );
 
+    // FHIR that breaks R4 is explained in plain words, never in JSON Schema's.
+    for (element, value) in [
+        ("status", json!(5)),
+        ("class", json!("AMB")),
+        (
+            "period",
+            json!({"start": "2026-05-12T01:30:00+00:00", "selesai": "x"}),
+        ),
+        ("identifier", json!([])),
+    ] {
+        let mut broken = facility_bundle("FHIR-9");
+        broken["entry"][0]["resource"][element] = value;
+        let (status, oo) = post(&s, "/fhir", &broken, &[]).await;
+        assert!(matches!(status, 403 | 422), "{element}: {oo}");
+        let text = texts(&oo).to_lowercase();
+        let words: Vec<&str> = text.split(|c: char| !c.is_alphanumeric()).collect();
+        for keyword in [
+            "anyof",
+            "oneof",
+            "allof",
+            "keyword",
+            "schema",
+            "const",
+            "enum",
+            "minitems",
+            "additionalproperties",
+        ] {
+            assert!(!words.contains(&keyword), "{element}: `{keyword}` in {oo}");
+        }
+    }
+
     // Invalid FHIR: the same validator as for mapped records.
     let mut invalid = facility_bundle("FHIR-9");
     invalid["entry"][0]["resource"]["status"] = json!("selesai");

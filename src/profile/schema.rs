@@ -39,6 +39,18 @@ impl R4Schema {
             "ResourceList".into(),
             json!({"type": "object", "required": ["resourceType"], "properties": {"resourceType": {"type": "string"}}}),
         );
+        // The official schema's complex types do not say they are objects, so `"subject":
+        // "Patient/1"` or `"class": [ … ]` would pass; every type with elements of its own is
+        // an object.
+        for (name, def) in defs.iter_mut() {
+            if name.starts_with(|c: char| c.is_ascii_uppercase())
+                && def.get("properties").is_some()
+                && def.get("type").is_none()
+                && let Some(obj) = def.as_object_mut()
+            {
+                obj.insert("type".into(), json!("object"));
+            }
+        }
         let date_times = super::datetime::DateTimes::from_definitions(defs);
         let mut patterns = HashMap::new();
         for (name, def) in defs.iter() {
@@ -154,8 +166,49 @@ impl R4Schema {
                 if unexpected.len() > 1 { "them" } else { "it" },
             ),
             K::Required { property } => format!("{property} is required by FHIR R4"),
-            _ => error.masked().to_string(),
+            K::Type { kind } => {
+                let wanted = match kind {
+                    jsonschema::error::TypeKind::Single(t) => json_kind(t.as_str()),
+                    jsonschema::error::TypeKind::Multiple(_) => "another kind of value",
+                };
+                format!(
+                    "must be {wanted} here, not {}",
+                    json_kind(value_kind(error.instance()))
+                )
+            }
+            K::Enum { options } => format!("must be one of {options}"),
+            K::Constant { expected_value } => format!("must be {expected_value}"),
+            K::MinItems { .. } | K::MinLength { .. } | K::MinProperties { .. } => {
+                "may not be empty: leave the element out rather than send it empty".to_string()
+            }
+            // Plain words whatever else the schema says: no JSON Schema keyword reaches a
+            // facility system pushing FHIR.
+            _ => "is not a form FHIR R4 allows for this element; check it against the resource's definition".to_string(),
         }
+    }
+}
+
+/// A JSON kind in words.
+fn json_kind(kind: &str) -> &'static str {
+    match kind {
+        "object" => "an object (an element with fields of its own)",
+        "array" => "a list ([…])",
+        "string" => "text",
+        "number" | "integer" => "a number",
+        "boolean" => "true or false",
+        "null" => "null",
+        _ => "another kind of value",
+    }
+}
+
+fn value_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Object(_) => "object",
+        Value::Array(_) => "array",
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "boolean",
+        Value::Null => "null",
     }
 }
 

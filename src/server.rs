@@ -170,10 +170,16 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
     let addr = listener.local_addr()?;
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
+            .wrap(actix_web::middleware::from_fn(api::body::middleware))
             .wrap(actix_web::middleware::from_fn(api::limits::middleware))
             .wrap(actix_web::middleware::from_fn(api::request_id::middleware))
             .configure(api::configure(state.clone()))
     })
+    // A request head (request line and headers) must be complete within 5 s of the
+    // connection's first byte, or actix answers 408 and closes: the stalled-headers half of
+    // a slow client (actix's own answer, without a body: it comes before any handler). The
+    // stalled-body half is `[limits] body_timeout_secs` ([`api::body`]).
+    .client_request_timeout(Duration::from_secs(5))
     .disable_signals()
     .listen(listener)?
     .run();

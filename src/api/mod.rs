@@ -73,6 +73,11 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 .into()
             }))
             .app_data(web::JsonConfig::default().error_handler(|e, _| {
+                if let actix_web::error::JsonPayloadError::Payload(p) = &e
+                    && let Some(text) = body::timed_out(p)
+                {
+                    return body::timeout_error(&text).into();
+                }
                 error::ApiError::one(
                     actix_web::http::StatusCode::BAD_REQUEST,
                     crate::fhir::IssueCode::Structure,
@@ -130,7 +135,8 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .route("/fhir/$export-status/{job}", web::get().to(pull::status))
             .route("/fhir/$export-status/{job}", web::delete().to(pull::cancel))
             .route("/fhir/$export-file/{job}/{file}", web::get().to(pull::file))
-            .route("/auth/token", web::post().to(token::token))
+            .route(limits::TOKEN_PATH, web::post().to(token::token))
+            .route(limits::TOKEN_PATH, web::route().to(token::wrong_method))
             .route(
                 "/.well-known/smart-configuration",
                 web::get().to(token::smart_configuration),

@@ -135,8 +135,9 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .route("/fhir/$export-status/{job}", web::get().to(pull::status))
             .route("/fhir/$export-status/{job}", web::delete().to(pull::cancel))
             .route("/fhir/$export-file/{job}/{file}", web::get().to(pull::file))
-            .route(limits::TOKEN_PATH, web::post().to(token::token))
-            .route(limits::TOKEN_PATH, web::route().to(token::wrong_method))
+            .route("/auth/token", web::post().to(token::token))
+            // Any other method: 405, in OAuth JSON like every answer of this path.
+            .route("/auth/token", web::route().to(token::wrong_method))
             .route(
                 "/.well-known/smart-configuration",
                 web::get().to(token::smart_configuration),

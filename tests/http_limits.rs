@@ -46,7 +46,12 @@ fn connect(url: &str) -> TcpStream {
 
 /// Read one HTTP answer: its head, then as many bytes as its Content-Length says.
 fn read_answer(s: &mut TcpStream) -> Raw {
-    let mut buf = Vec::new();
+    read_answers(s, &mut Vec::new())
+}
+
+/// The same, for one of several answers on a connection: `buf` holds bytes already read
+/// past the previous answer, and keeps those past this one.
+fn read_answers(s: &mut TcpStream, buf: &mut Vec<u8>) -> Raw {
     let mut chunk = [0u8; 4096];
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -79,7 +84,7 @@ fn read_answer(s: &mut TcpStream) -> Raw {
     let len: usize = headers
         .get("content-length")
         .map_or(0, |l| l.parse().unwrap());
-    let mut body = buf[head_end..].to_vec();
+    let mut body = buf.split_off(head_end);
     while body.len() < len {
         let n = s
             .read(&mut chunk)
@@ -87,6 +92,7 @@ fn read_answer(s: &mut TcpStream) -> Raw {
         assert!(n > 0, "connection closed inside the body");
         body.extend_from_slice(&chunk[..n]);
     }
+    *buf = body.split_off(len);
     Raw {
         status,
         headers,
@@ -226,8 +232,8 @@ async fn a_stalled_or_trickling_body_is_cut_with_408_and_nothing_is_stored() {
     let why = assert_oauth(&r, 408, "invalid_request");
     assert!(why.contains("stopped arriving"), "{why}");
 
-    // Headers that stall: actix's own 408 after 5 s (before any handler, so without a body),
-    // and the connection is closed — not held.
+    // Headers that stall: actix's own 408 after 5 s (before any handler; the body is
+    // `api::wire`'s), and the connection is closed — not held.
     let url = gw.url.clone();
     let (r, took) = tokio::task::spawn_blocking(move || {
         let mut s = connect(&url);
@@ -240,6 +246,10 @@ async fn a_stalled_or_trickling_body_is_cut_with_408_and_nothing_is_stored() {
     .unwrap();
     assert_eq!(r.status, 408, "{r:?}");
     assert!(took < Duration::from_secs(12), "answered after {took:?}");
+    assert!(
+        texts(&r.json()).contains("did not arrive within 5 s"),
+        "{r:?}"
+    );
 
     // Nothing was stored, and the gateway takes the same record whole at once.
     assert_eq!(stored(&gw.url).await, 0);
@@ -387,17 +397,68 @@ async fn an_overlong_url_or_malformed_http_is_refused_at_once() {
     .unwrap();
     assert_oauth(&r, 414, "invalid_request");
 
-    // A request line that is not HTTP: a prompt 400 and the connection closed.
+    // What actix-http refuses before the App sees it — a request line that is not HTTP, a
+    // head past its 128 KiB buffer, more than 96 headers, a request after a malformed one on
+    // the same connection — is answered with an OperationOutcome too.
+    let huge_query = format!(
+        "GET /receipts?status={} HTTP/1.1\r\nHost: gw\r\n\r\n",
+        "x".repeat(140 * 1024)
+    );
+    let many_headers = format!(
+        "GET /receipts HTTP/1.1\r\nHost: gw\r\n{}\r\n",
+        (0..100)
+            .map(|i| format!("X-H{i}: 1\r\n"))
+            .collect::<String>()
+    );
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (
+            b"GET /receipts HTTP/1.1 extra\r\nHost: gw\r\n\r\n".to_vec(),
+            400,
+            "not a valid HTTP/1.1 request",
+        ),
+        (
+            b"GET /re ceipts HTTP/1.1\r\nHost: gw\r\n\r\n".to_vec(),
+            400,
+            "not a valid HTTP/1.1 request",
+        ),
+        (huge_query.into_bytes(), 431, "larger than 128 KiB"),
+        (many_headers.into_bytes(), 431, "more than 96 headers"),
+    ];
+    for (request, status, why) in cases {
+        let url = gw.url.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let mut s = connect(&url);
+            // The server may close before a huge head is all sent; its answer is still read.
+            let _ = s.write_all(&request);
+            read_answer(&mut s)
+        })
+        .await
+        .unwrap();
+        assert_eq!(r.status, status, "{r:?}");
+        assert_eq!(r.headers["content-type"], "application/fhir+json", "{r:?}");
+        let oo = r.json();
+        assert!(is_outcome(&oo) && texts(&oo).contains(why), "{oo}");
+        assert!(texts(&oo).contains("Nothing was stored"), "{oo}");
+    }
+    // A good request, then garbage on the same connection: the first is answered as usual,
+    // the second with an OperationOutcome.
     let url = gw.url.clone();
-    let r = tokio::task::spawn_blocking(move || {
+    let (first, second) = tokio::task::spawn_blocking(move || {
         let mut s = connect(&url);
-        s.write_all(b"GET /receipts HTTP/1.1 extra\r\nHost: gw\r\n\r\n")
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\nGARBAGE\r\n\r\n")
             .unwrap();
-        read_answer(&mut s)
+        let mut buf = Vec::new();
+        (
+            read_answers(&mut s, &mut buf),
+            read_answers(&mut s, &mut buf),
+        )
     })
     .await
     .unwrap();
-    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(second.status, 400, "{second:?}");
+    assert!(is_outcome(&second.json()), "{second:?}");
+    assert_eq!(stored(&gw.url).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -30,6 +30,7 @@ pub mod request_id;
 pub mod smart;
 pub mod token;
 pub mod validate;
+pub mod wire;
 
 use crate::mapping::Mappings;
 use crate::profile::Validator;

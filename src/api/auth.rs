@@ -186,14 +186,14 @@ pub async fn operator(req: &HttpRequest, state: &web::Data<AppState>) -> Result<
         };
     }
     match state.store.facility_by_key_hash(&hash).await {
-        Ok(Some(_)) => Err({
+        Ok(Some(_)) => {
             verified(req);
-            ApiError::one(
+            Err(ApiError::one(
                 StatusCode::FORBIDDEN,
                 IssueCode::Forbidden,
                 "this is a facility key; the admin endpoints need an operator key (`gerbang operator add`)",
-            )
-        }),
+            ))
+        }
         Ok(None) => Err(invalid_token(
             "this key or token is not valid (unknown, expired long ago, or revoked)",
         )),

@@ -14,6 +14,10 @@
 //! | `POST /auth/token` | pull clients get an access token: SMART Backend Services ([`token`], [`auth`]) |
 //! | `GET /.well-known/smart-configuration` | where the token endpoint is and what it accepts (also under `/fhir`) |
 //! | `GET /fhir/Bundle`, `/fhir/$export`, `/fhir/$export-status/…`, `/fhir/$export-file/…` | pull clients: the `_since` feed and Bulk Data export ([`pull`]) |
+//!
+//! Before any handler, a request is measured: its URL's length and its rate ([`limits`]),
+//! the time its body may take ([`body`]). What actix-http refuses before that — HTTP it
+//! cannot parse, a head too large or too slow — gets an OperationOutcome too ([`wire`]).
 
 pub mod admin;
 pub mod auth;

@@ -126,7 +126,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Answering<T> {
                 }
                 if let Some(end) = find(buf, b"\r\n\r\n") {
                     this.replaced = true;
-                    this.pending = answer(status, code.clone(), text);
+                    this.pending = answer(status, *code, text);
                     // The empty answer counts as written; its replacement goes out now or on
                     // the flush that follows.
                     let _ = this.poll_pending(cx)?;

@@ -226,7 +226,7 @@ fn http_server(
                 // the connection's first byte, or actix answers 408 and closes: the
                 // stalled-headers half of a slow client. The stalled-body half is
                 // `[limits] body_timeout_secs` ([`api::body`]).
-                .client_request_timeout(Duration::from_secs(5))
+                .client_request_timeout(Duration::from_secs(api::wire::HEAD_TIMEOUT_SECS))
                 .client_disconnect_timeout(Duration::from_secs(1))
                 .local_addr(addr)
                 .h1(map_config(app, move |_| {

@@ -40,6 +40,9 @@ impl<T> Answering<T> {
     }
 }
 
+/// How long a request head may take to arrive (`client_request_timeout`, set by the server).
+pub const HEAD_TIMEOUT_SECS: u64 = 5;
+
 /// The empty answers actix-http writes itself, what they get instead.
 const EMPTY_ANSWERS: [(&[u8], &str, IssueCode, &str); 3] = [
     (
@@ -55,16 +58,21 @@ const EMPTY_ANSWERS: [(&[u8], &str, IssueCode, &str); 3] = [
         "431 Request Header Fields Too Large",
         IssueCode::TooLong,
         "the request line and headers are larger than 128 KiB, or there are more than 96 headers. \
-         Nothing was stored; send shorter query parameters (a URL of at most 8 KiB) and fewer headers",
+         Nothing was stored; send shorter query parameters (gerbang takes URLs of up to \
+         `limits.max_uri_bytes`, 8 KiB unless configured) and fewer headers",
     ),
     (
         b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n",
         "408 Request Timeout",
         IssueCode::Timeout,
-        "the request line and headers did not arrive within 5 s of connecting. Nothing was stored; \
-         send the request again",
+        concat!(
+            "the request line and headers did not arrive within 5 s of connecting. Nothing was stored; ",
+            "send the request again"
+        ),
     ),
 ];
+// The text above names the time-out; it must be the one the server sets.
+const _: () = assert!(HEAD_TIMEOUT_SECS == 5);
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)

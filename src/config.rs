@@ -264,6 +264,21 @@ impl Config {
         if self.export.ttl_secs == 0 {
             anyhow::bail!("invalid configuration: export.ttl_secs must be at least 1");
         }
+        let limits = &self.limits;
+        if limits.body_timeout_secs == 0 || limits.body_deadline_secs < limits.body_timeout_secs {
+            anyhow::bail!(
+                "invalid configuration: limits.body_timeout_secs ({}) must be at least 1, and limits.body_deadline_secs ({}) at least as long: \
+                 the first is how long a body may stall, the second how long it may take in all",
+                limits.body_timeout_secs,
+                limits.body_deadline_secs
+            );
+        }
+        if limits.max_uri_bytes < 1024 {
+            anyhow::bail!(
+                "invalid configuration: limits.max_uri_bytes ({}) must be at least 1024: gerbang's own links (export files, feed pages) must fit",
+                limits.max_uri_bytes
+            );
+        }
         if self.auth.token_ttl_secs == 0 {
             anyhow::bail!("invalid configuration: auth.token_ttl_secs must be at least 1");
         }
@@ -335,6 +350,27 @@ mod tests {
         assert_eq!(short.delivery_lease(), Duration::from_secs(3));
         let err = load("[deliver]\nlease_secs = 2\n").unwrap_err().to_string();
         assert!(err.contains("deliver.lease_secs (2)"), "{err}");
+    }
+
+    #[test]
+    fn body_time_limits_must_make_sense() {
+        let limits = load("").unwrap().limits;
+        assert_eq!(
+            (limits.body_timeout_secs, limits.body_deadline_secs),
+            (30, 300)
+        );
+        let err = load("[limits]\nbody_timeout_secs = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.body_timeout_secs (0)"), "{err}");
+        let err = load("[limits]\nbody_timeout_secs = 60\nbody_deadline_secs = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("body_deadline_secs (10)"), "{err}");
+        let err = load("[limits]\nmax_uri_bytes = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_uri_bytes (10)"), "{err}");
     }
 
     #[test]

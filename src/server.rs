@@ -172,15 +172,7 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
     let listener = TcpListener::bind(&cfg.listen)
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let server = actix_web::HttpServer::new(move || {
-        actix_web::App::new()
-            .wrap(actix_web::middleware::from_fn(api::limits::middleware))
-            .wrap(actix_web::middleware::from_fn(api::request_id::middleware))
-            .configure(api::configure(state.clone()))
-    })
-    .disable_signals()
-    .listen(listener)?
-    .run();
+    let server = http_server(state, listener)?;
     println!("gerbang listening on http://{addr}");
     tracing::info!(listen = %addr, "gerbang ready");
 
@@ -202,6 +194,59 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
         h.stop(true).await;
     }
     Ok(())
+}
+
+/// The gateway's HTTP server: actix-web's `HttpServer`, assembled by hand from the same
+/// parts (actix-server accepting, actix-http's HTTP/1 service, the App) for one reason:
+/// `HttpServer` takes the TCP connection as it is, and each connection must be wrapped in
+/// [`api::wire::Answering`] so that the parse errors actix-http answers itself, with an empty
+/// body, get an OperationOutcome. The settings are `HttpServer`'s defaults, written out.
+fn http_server(
+    state: actix_web::web::Data<AppState>,
+    listener: TcpListener,
+) -> Result<actix_web::dev::Server> {
+    use actix_service::{ServiceFactoryExt as _, fn_service, map_config};
+    let addr = listener.local_addr()?;
+    let builder = actix_web::dev::Server::build();
+    // On a graceful stop, idle keep-alive connections are told to close at once (as
+    // `HttpServer` does), so stopping does not wait out their keep-alive.
+    let stopping = builder.graceful_shutdown_signal();
+    let server = builder
+        .disable_signals()
+        .listen("gerbang", listener, move || {
+            let app = actix_web::App::new()
+                .wrap(actix_web::middleware::from_fn(api::body::middleware))
+                .wrap(actix_web::middleware::from_fn(api::limits::middleware))
+                .wrap(actix_web::middleware::from_fn(api::request_id::middleware))
+                .configure(api::configure(state.clone()));
+            let stopping = stopping.clone();
+            let http = actix_http::HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let stopping = stopping.clone();
+                    async move { stopping.notified().await }
+                })
+                .keep_alive(Duration::from_secs(5))
+                // A request head (request line and headers) must be complete within 5 s of
+                // the connection's first byte, or actix answers 408 and closes: the
+                // stalled-headers half of a slow client. The stalled-body half is
+                // `[limits] body_timeout_secs` ([`api::body`]).
+                .client_request_timeout(Duration::from_secs(api::wire::HEAD_TIMEOUT_SECS))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .local_addr(addr)
+                .h1(map_config(app, move |_| {
+                    // What `HttpServer` gives the App: plain HTTP, the listener's address
+                    // as the host of requests that name none.
+                    actix_web::dev::AppConfig::__priv_test_new(false, addr.to_string(), addr)
+                })
+                .map_err(|e: actix_web::Error| e.error_response()));
+            fn_service(|io: actix_web::rt::net::TcpStream| async move {
+                let peer = io.peer_addr().ok();
+                Ok::<_, actix_http::error::DispatchError>((api::wire::Answering::new(io), peer))
+            })
+            .and_then(http)
+        })?
+        .run();
+    Ok(server)
 }
 
 /// The process-wide metrics recorder, rendered at `/metrics`. Delivery latency is a

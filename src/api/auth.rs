@@ -73,7 +73,10 @@ pub async fn facility(
         .facility_by_key_hash(&sha256_hex(key.as_bytes()))
         .await
     {
-        Ok(Some(f)) => Ok(f),
+        Ok(Some(f)) => {
+            verified(req);
+            Ok(f)
+        }
         Ok(None) => Err(ApiError::one(
             StatusCode::UNAUTHORIZED,
             IssueCode::Login,
@@ -143,7 +146,10 @@ pub async fn client(
 ) -> Result<Principal, ApiError> {
     let token = access_token_of(req)?;
     let principal = match token_principal(state, &sha256_hex(token.as_bytes())).await? {
-        Some(p) => p,
+        Some(p) => {
+            verified(req);
+            p
+        }
         None => {
             return Err(invalid_token(
                 "this access token is not valid (unknown, or its client was revoked); get a new one at POST /auth/token",
@@ -164,11 +170,15 @@ pub async fn operator(req: &HttpRequest, state: &web::Data<AppState>) -> Result<
     let key = bearer(req, "operator")?;
     let hash = sha256_hex(key.as_bytes());
     match state.store.operator_by_key_hash(&hash).await {
-        Ok(Some(name)) => return Ok(format!("operator:{name}")),
+        Ok(Some(name)) => {
+            verified(req);
+            return Ok(format!("operator:{name}"));
+        }
         Ok(None) => {}
         Err(e) => return Err(ApiError::unavailable(e)),
     }
     if let Some(principal) = token_principal(state, &hash).await? {
+        verified(req);
         return if principal.allows(ADMIN_SCOPE) {
             Ok(principal.actor())
         } else {
@@ -176,11 +186,14 @@ pub async fn operator(req: &HttpRequest, state: &web::Data<AppState>) -> Result<
         };
     }
     match state.store.facility_by_key_hash(&hash).await {
-        Ok(Some(_)) => Err(ApiError::one(
-            StatusCode::FORBIDDEN,
-            IssueCode::Forbidden,
-            "this is a facility key; the admin endpoints need an operator key (`gerbang operator add`)",
-        )),
+        Ok(Some(_)) => {
+            verified(req);
+            Err(ApiError::one(
+                StatusCode::FORBIDDEN,
+                IssueCode::Forbidden,
+                "this is a facility key; the admin endpoints need an operator key (`gerbang operator add`)",
+            ))
+        }
         Ok(None) => Err(invalid_token(
             "this key or token is not valid (unknown, expired long ago, or revoked)",
         )),
@@ -239,6 +252,13 @@ fn insufficient_scope(principal: &Principal, scope: &str) -> ApiError {
     .with_challenge(format!(
         r#"Bearer realm="gerbang", error="insufficient_scope", scope="{scope}""#
     ))
+}
+
+/// The request's credential is one the store knows (whatever it may do with it): its next
+/// requests no longer count against its address's rate ([`super::limits`]).
+fn verified(req: &HttpRequest) {
+    use actix_web::HttpMessage;
+    req.extensions_mut().insert(super::limits::Verified);
 }
 
 /// The token in `Authorization: Bearer <token>`.

@@ -1,12 +1,147 @@
 //! Request bodies: read with a size limit and a JSON nesting limit, refused with an
 //! OperationOutcome past either — before any parsing, so a hostile body costs no more than
-//! one pass over its bytes.
+//! one pass over its bytes. And read within a time: a body that stops arriving (or only
+//! trickles in) is cut after `[limits] body_timeout_secs` (`body_deadline_secs`) and answered
+//! 408, instead of holding a connection and a handler for as long as the client likes.
 
 use super::AppState;
 use super::error::ApiError;
 use crate::fhir::IssueCode;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
-use actix_web::web;
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, web};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Sleep, sleep};
+
+/// Every request body gets the time limits — here, in front of all handlers, so that every
+/// way of reading a body (a raw payload, a JSON or form extractor) is cut alike.
+pub async fn middleware(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if let Some(state) = req.app_data::<web::Data<AppState>>()
+        && !matches!(req.parts().1, Payload::None)
+    {
+        let (idle, deadline) = (state.limits.body_timeout, state.limits.body_deadline);
+        let inner = req.take_payload();
+        let timed: Pin<Box<dyn futures_util::Stream<Item = Result<web::Bytes, PayloadError>>>> =
+            Box::pin(Timed {
+                inner,
+                idle,
+                idle_timer: None,
+                deadline_secs: deadline.as_secs(),
+                deadline: Box::pin(sleep(deadline)),
+                done: false,
+            });
+        req.set_payload(Payload::from(timed));
+    }
+    next.call(req).await
+}
+
+/// A body stream that fails with a time-out (an I/O error of kind `TimedOut`) when nothing
+/// arrived for `idle` while it was waited for, or when the body is not complete by the
+/// deadline. The idle clock runs only while the handler waits for data, so a handler busy
+/// elsewhere before reading (say, checking the key) does not count against the client.
+struct Timed {
+    inner: Payload,
+    idle: Duration,
+    idle_timer: Option<Pin<Box<Sleep>>>,
+    deadline_secs: u64,
+    deadline: Pin<Box<Sleep>>,
+    done: bool,
+}
+
+impl Timed {
+    fn fail(&mut self, text: String) -> Poll<Option<Result<web::Bytes, PayloadError>>> {
+        self.done = true;
+        Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            text,
+        )))))
+    }
+}
+
+impl futures_util::Stream for Timed {
+    type Item = Result<web::Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if this.deadline.is_elapsed() {
+            let text = format!(
+                "the request body was not complete after {} s",
+                this.deadline_secs
+            );
+            return this.fail(text);
+        }
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.idle_timer = None;
+                return Poll::Ready(Some(Ok(chunk)));
+            }
+            Poll::Ready(other) => {
+                this.done = other.is_none();
+                return Poll::Ready(other);
+            }
+            Poll::Pending => {}
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            let text = format!(
+                "the request body was not complete after {} s",
+                this.deadline_secs
+            );
+            return this.fail(text);
+        }
+        let idle = this.idle;
+        let timer = this.idle_timer.get_or_insert_with(|| Box::pin(sleep(idle)));
+        if timer.as_mut().poll(cx).is_ready() {
+            let text = format!(
+                "the request body stopped arriving: nothing came for {} s",
+                idle.as_secs()
+            );
+            return this.fail(text);
+        }
+        Poll::Pending
+    }
+}
+
+/// What [`Timed`] said, if this body error is its time-out.
+pub fn timed_out(e: &PayloadError) -> Option<String> {
+    match e {
+        PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Some(io.to_string()),
+        _ => None,
+    }
+}
+
+/// The same, through the errors of actix's JSON and form extractors.
+pub fn timed_out_error(e: &actix_web::Error) -> Option<String> {
+    use actix_web::error::{JsonPayloadError, UrlencodedError};
+    if let Some(UrlencodedError::Payload(p)) = e.as_error::<UrlencodedError>() {
+        return timed_out(p);
+    }
+    if let Some(JsonPayloadError::Payload(p)) = e.as_error::<JsonPayloadError>() {
+        return timed_out(p);
+    }
+    e.as_error::<PayloadError>().and_then(timed_out)
+}
+
+/// 408 for a body that did not arrive in time: nothing was stored, send it again.
+pub fn timeout_error(text: &str) -> ApiError {
+    ApiError::one(
+        StatusCode::REQUEST_TIMEOUT,
+        IssueCode::Timeout,
+        format!(
+            "{text}; nothing of this request was stored — send it again, whole (a connection that stalls this long may need a retry later)"
+        ),
+    )
+}
 
 /// The request body, refused past `max_body_bytes` or nested deeper than `max_json_depth`.
 pub async fn read(payload: web::Payload, state: &AppState) -> Result<web::Bytes, ApiError> {
@@ -119,6 +254,9 @@ async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<web::By
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
+            if let Some(text) = timed_out(&e) {
+                return timeout_error(&text);
+            }
             ApiError::one(
                 StatusCode::BAD_REQUEST,
                 IssueCode::Structure,

@@ -15,6 +15,10 @@
 //! | `POST /auth/token` | pull clients get an access token: SMART Backend Services ([`token`], [`auth`]) |
 //! | `GET /.well-known/smart-configuration` | where the token endpoint is and what it accepts (also under `/fhir`) |
 //! | `GET /fhir/Bundle`, `/fhir/$export`, `/fhir/$export-status/…`, `/fhir/$export-file/…` | pull clients: the `_since` feed and Bulk Data export ([`pull`]) |
+//!
+//! Before any handler, a request is measured: its URL's length and its rate ([`limits`]),
+//! the time its body may take ([`body`]). What actix-http refuses before that — HTTP it
+//! cannot parse, a head too large or too slow — gets an OperationOutcome too ([`wire`]).
 
 pub mod admin;
 pub mod auth;
@@ -34,6 +38,7 @@ pub mod request_id;
 pub mod smart;
 pub mod token;
 pub mod validate;
+pub mod wire;
 
 use crate::mapping::Mappings;
 use crate::profile::Validator;
@@ -79,6 +84,11 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 .into()
             }))
             .app_data(web::JsonConfig::default().error_handler(|e, _| {
+                if let actix_web::error::JsonPayloadError::Payload(p) = &e
+                    && let Some(text) = body::timed_out(p)
+                {
+                    return body::timeout_error(&text).into();
+                }
                 error::ApiError::one(
                     actix_web::http::StatusCode::BAD_REQUEST,
                     crate::fhir::IssueCode::Structure,
@@ -140,6 +150,8 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .route("/fhir/$export-status/{job}", web::delete().to(pull::cancel))
             .route("/fhir/$export-file/{job}/{file}", web::get().to(pull::file))
             .route("/auth/token", web::post().to(token::token))
+            // Any other method: 405, in OAuth JSON like every answer of this path.
+            .route("/auth/token", web::route().to(token::wrong_method))
             .route(
                 "/.well-known/smart-configuration",
                 web::get().to(token::smart_configuration),

@@ -8,7 +8,12 @@
 //! the client the assertion names → the client is registered and not revoked → the signature
 //! with the key its `kid` names → `iss`/`sub`/`aud`/`exp`/`nbf`/`jti` ([`super::smart`]) →
 //! the `jti` was never used (kept until the assertion expires) → the scopes → a token.
+//!
+//! Every answer of this path is OAuth JSON with `Cache-Control: no-store`: also a refusal
+//! made before the handler runs (rate, URL length, a stalled body: [`refusal`]) and a wrong
+//! method ([`wrong_method`]).
 
+use super::error::ApiError;
 use super::smart::{self, ASSERTION_TYPE};
 use super::{AppState, auth};
 use crate::store::{AccessToken, AuditEvent, sha256_hex};
@@ -60,8 +65,66 @@ impl OAuthError {
         tracing::info!(error = self.error, reason = %self.description, "token request refused");
         HttpResponse::build(self.status)
             .insert_header(("Cache-Control", "no-store"))
+            .insert_header(("Pragma", "no-cache"))
             .json(json!({"error": self.error, "error_description": self.description}))
     }
+}
+
+/// A refusal made for this path before the handler ran (see [`super::limits`]), as OAuth
+/// JSON with the same status, `Retry-After` and text.
+///
+/// A 429 or 503 is not the client's fault, so none of RFC 6749 §5.2's codes fits it:
+/// `invalid_request` would tell a client library its request is malformed (so it would not
+/// retry), `invalid_client` that its credentials are wrong (so an operator would rotate
+/// keys). `temporarily_unavailable` (RFC 6749 §4.1.2.1, "temporary overloading") says what
+/// it is, and is what this endpoint already answers when its store is away; the status
+/// and `Retry-After` tell the client when to come back.
+pub fn refusal(err: &ApiError) -> HttpResponse {
+    let status = err.status;
+    let error = match status {
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+            "temporarily_unavailable"
+        }
+        _ => "invalid_request",
+    };
+    let description = err
+        .outcome
+        .issues
+        .iter()
+        .map(|i| i.text.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut resp = OAuthError {
+        status,
+        error,
+        description,
+    }
+    .response();
+    if let Some(secs) = err.retry_after {
+        resp.headers_mut().insert(
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::HeaderValue::from(secs),
+        );
+    }
+    resp
+}
+
+/// `GET /auth/token` and every other method but POST: 405, as OAuth JSON.
+pub async fn wrong_method(req: HttpRequest) -> HttpResponse {
+    let mut resp = OAuthError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        error: "invalid_request",
+        description: format!(
+            "{} is not allowed here: POST the token request as application/x-www-form-urlencoded",
+            req.method()
+        ),
+    }
+    .response();
+    resp.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static("POST"),
+    );
+    resp
 }
 
 pub async fn token(
@@ -71,6 +134,17 @@ pub async fn token(
 ) -> HttpResponse {
     let form = match form {
         Ok(f) => f.into_inner(),
+        // A body that stopped arriving is not a malformed one: the client is told to send
+        // it again, with the status that says so.
+        Err(e) if super::body::timed_out_error(&e).is_some() => {
+            let text = super::body::timed_out_error(&e).unwrap_or_default();
+            return OAuthError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                error: "invalid_request",
+                description: format!("{text}; send the token request again"),
+            }
+            .response();
+        }
         Err(e) => {
             return OAuthError::request(format!(
                 "the body must be application/x-www-form-urlencoded token request parameters ({e})"

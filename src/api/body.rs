@@ -145,7 +145,12 @@ pub fn timeout_error(text: &str) -> ApiError {
 
 /// The request body, refused past `max_body_bytes` or nested deeper than `max_json_depth`.
 pub async fn read(payload: web::Payload, state: &AppState) -> Result<web::Bytes, ApiError> {
-    let body = read_limited(payload, state.max_body_bytes).await?;
+    let body = read_limited(payload, state.max_body_bytes, |limit| {
+        format!(
+            "the body is larger than {limit} bytes (ingest.max_body_bytes); send one record per request, or a day's records as a batch (Content-Type: application/x-ndjson) — nothing was stored"
+        )
+    })
+    .await?;
     check_depth(&body, state.limits.max_json_depth)?;
     Ok(body)
 }
@@ -153,7 +158,12 @@ pub async fn read(payload: web::Payload, state: &AppState) -> Result<web::Bytes,
 /// A batch body (NDJSON, or a FHIR `batch` Bundle), refused past the batch limit or nested
 /// too deep.
 pub async fn read_batch(payload: web::Payload, state: &AppState) -> Result<web::Bytes, ApiError> {
-    let body = read_limited(payload, state.batch.max_bytes).await?;
+    let body = read_limited(payload, state.batch.max_bytes, |limit| {
+        format!(
+            "the batch is larger than {limit} bytes (ingest.max_batch_bytes); split it into smaller batches — nothing was stored"
+        )
+    })
+    .await?;
     check_depth(&body, state.limits.max_json_depth)?;
     Ok(body)
 }
@@ -249,7 +259,12 @@ pub fn check_depth(body: &[u8], max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+/// The body, refused past `limit` bytes with `too_large` (which says what to do instead).
+async fn read_limited(
+    mut payload: web::Payload,
+    limit: usize,
+    too_large: impl Fn(usize) -> String,
+) -> Result<web::Bytes, ApiError> {
     use futures_util::StreamExt;
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
@@ -267,9 +282,7 @@ async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<web::By
             return Err(ApiError::one(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 IssueCode::TooLong,
-                format!(
-                    "the record is larger than {limit} bytes; send one record per request (or split the file)"
-                ),
+                too_large(limit),
             ));
         }
         body.extend_from_slice(&chunk);

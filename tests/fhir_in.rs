@@ -56,30 +56,24 @@ async fn until(s: &Setup, id: &str, what: &str, done: impl Fn(&Value) -> bool) -
     .await
 }
 
-/// The resources the sandbox holds with identifier `system|value`.
+/// The resources the sandbox holds with the identifier `value` of their type's system.
 async fn held(s: &Setup, rt: &str, value: &str) -> Vec<Value> {
-    let system = format!("http://sys-ids.kemkes.go.id/{}/{ORG}", rt.to_lowercase());
-    let v: Value = client()
-        .get(format!("{}/sandbox/received", s.sandbox.url))
-        .send()
+    let wanted = format!(
+        "http://sys-ids.kemkes.go.id/{}/{ORG}|{value}",
+        rt.to_lowercase()
+    );
+    s.sandbox
+        .received()
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
+        .into_iter()
         .filter(|r| {
             r["resourceType"] == rt
                 && r["identifiers"]
                     .as_array()
                     .unwrap()
                     .iter()
-                    .any(|i| i.as_str() == Some(&format!("{system}|{value}")))
+                    .any(|i| i.as_str() == Some(&wanted))
         })
-        .cloned()
         .collect()
 }
 

@@ -529,15 +529,21 @@ async fn the_facility_lists_its_own_records() {
     let s = start();
     let cfg = s._dir.path().join("gerbang.toml");
     let other = add_facility(&cfg, "pkm-other", ORG);
+    let mut ids = Vec::new();
     for i in 0..3 {
-        assert_eq!(
-            push(&s.gw, &s.key, &record(&format!("LC-L{i}")), None)
-                .await
-                .0,
-            202
-        );
+        let (status, body, _) = push(&s.gw, &s.key, &record(&format!("LC-L{i}")), None).await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["receipt"].as_str().unwrap().to_string());
     }
     assert_eq!(push(&s.gw, &other, &record("LC-OTHER"), None).await.0, 202);
+    // Settled first: a record that changes while the pages are read moves ahead of the
+    // cursor (newest change first) and is found by the next `since=` instead.
+    for id in &ids {
+        until(&s.gw, &s.key, id, "delivered", |r| {
+            r["status"] == "delivered"
+        })
+        .await;
+    }
     let mut seen = Vec::new();
     let mut next = "/receipts?_count=2&record_type=posyandu.balita".to_string();
     loop {

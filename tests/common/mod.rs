@@ -176,8 +176,8 @@ impl Sandbox {
             .unwrap()
     }
 
-    /// `system|value` of every identifier of every resource of type `rt` the sandbox holds.
-    pub async fn identifiers(&self, rt: &str) -> Vec<String> {
+    /// Every resource the sandbox holds, as `/sandbox/received` lists them.
+    pub async fn received(&self) -> Vec<Value> {
         let v: Value = client()
             .get(format!("{}/sandbox/received", self.url))
             .send()
@@ -186,9 +186,13 @@ impl Sandbox {
             .json()
             .await
             .unwrap();
-        v["resources"]
-            .as_array()
-            .unwrap()
+        v["resources"].as_array().unwrap().clone()
+    }
+
+    /// `system|value` of every identifier of every resource of type `rt` the sandbox holds.
+    pub async fn identifiers(&self, rt: &str) -> Vec<String> {
+        self.received()
+            .await
             .iter()
             .filter(|r| r["resourceType"] == rt)
             .flat_map(|r| {
@@ -197,6 +201,7 @@ impl Sandbox {
                     .unwrap()
                     .iter()
                     .map(|i| i.as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
             })
             .collect()
     }

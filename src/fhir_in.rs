@@ -226,7 +226,13 @@ fn own_identifier(resource: &Value, rt: &str, org: &str, at: &str) -> Result<Str
         else {
             continue;
         };
+        // `<kind>/<org id>[/…]` names an organization; other SATUSEHAT systems
+        // (`program`, `sub-program`, `source-channel`) name none and are not the resource's
+        // own identifier.
         let named = rest.split('/').nth(1).unwrap_or("");
+        if named.is_empty() || !named.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
         if named != org {
             return Err(Refused::Forbidden(Outcome::one(
                 Issue::error(
@@ -585,6 +591,28 @@ mod tests {
         assert_eq!(
             at.as_deref(),
             Some("Bundle.entry[0].resource.serviceProvider")
+        );
+    }
+
+    #[test]
+    fn identifiers_that_name_no_organization_are_neither_own_nor_foreign() {
+        let mut enc = encounter();
+        enc["identifier"] = json!([
+            {"system": "http://sys-ids.kemkes.go.id/program", "value": "ILP"},
+            {"system": "http://sys-ids.kemkes.go.id/encounter/1000000001", "value": "K-1"}
+        ]);
+        assert_eq!(
+            prepare_bundle(&transaction(vec![enc.clone()]), ORG)
+                .unwrap()
+                .local_id,
+            "Encounter/K-1"
+        );
+        enc["identifier"].as_array_mut().unwrap().pop();
+        let (forbidden, text, _) =
+            refused_text(prepare_bundle(&transaction(vec![enc]), ORG).unwrap_err());
+        assert!(
+            !forbidden && text.contains("no SATUSEHAT identifier"),
+            "{text}"
         );
     }
 

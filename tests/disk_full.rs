@@ -174,12 +174,24 @@ async fn a_full_disk_refuses_new_records_is_not_ready_and_recovers() {
     })
     .await;
     for id in &acked {
-        eventually(
-            Duration::from_secs(120),
-            "every acknowledged record delivered",
-            || async { (receipt(&gw.url, &key, id).await["status"] == "delivered").then_some(()) },
-        )
-        .await;
+        let start = Instant::now();
+        loop {
+            let r = receipt(&gw.url, &key, id).await;
+            if r["status"] == "delivered" {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                // What the gateway did, to see why this record is still waiting.
+                let out = gw.proc.output();
+                let tail: Vec<&str> = out.lines().rev().take(80).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "receipt {id} not delivered 120 s after the disk and SATUSEHAT came back: {r}\n--- gateway log (last lines) ---\n{}",
+                    tail.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     eprintln!(
         "{} records acknowledged before the disk filled; backoff: {during} failure lines in {:.1}s",

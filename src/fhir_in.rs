@@ -357,7 +357,12 @@ fn people_by_nik(bundle: &mut Value, org: &str) -> Result<(), Refused> {
                         .map(str::to_string)
                 });
             let (Some(nik), "Patient" | "Practitioner") = (person, target) else {
-                refused.get_or_insert((i, r.to_string()));
+                // Named by its type and parameter only: the value may be a NIK.
+                let shown = match query.split_once('=') {
+                    Some((param, _)) => format!("{target}?{param}=…"),
+                    None => format!("{target}?…"),
+                };
+                refused.get_or_insert((i, shown));
                 return None;
             };
             if let Some((_, _, url)) = lookups.iter().find(|(t, n, _)| t == target && *n == nik) {

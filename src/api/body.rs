@@ -57,6 +57,14 @@ struct Timed {
 }
 
 impl Timed {
+    fn past_deadline(&mut self) -> Poll<Option<Result<web::Bytes, PayloadError>>> {
+        let text = format!(
+            "the request body was not complete after {} s",
+            self.deadline_secs
+        );
+        self.fail(text)
+    }
+
     fn fail(&mut self, text: String) -> Poll<Option<Result<web::Bytes, PayloadError>>> {
         self.done = true;
         Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
@@ -75,11 +83,7 @@ impl futures_util::Stream for Timed {
             return Poll::Ready(None);
         }
         if this.deadline.is_elapsed() {
-            let text = format!(
-                "the request body was not complete after {} s",
-                this.deadline_secs
-            );
-            return this.fail(text);
+            return this.past_deadline();
         }
         match Pin::new(&mut this.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
@@ -93,11 +97,7 @@ impl futures_util::Stream for Timed {
             Poll::Pending => {}
         }
         if this.deadline.as_mut().poll(cx).is_ready() {
-            let text = format!(
-                "the request body was not complete after {} s",
-                this.deadline_secs
-            );
-            return this.fail(text);
+            return this.past_deadline();
         }
         let idle = this.idle;
         let timer = this.idle_timer.get_or_insert_with(|| Box::pin(sleep(idle)));

@@ -180,17 +180,17 @@ async fn push_record(
     let candidate = Candidate {
         facility,
         record_type,
-        local_id,
+        local_id: local_id.clone(),
         content_hash,
         format,
         raw: record,
         if_match,
     };
     push::push(state, candidate, || {
-        // [2] map
+        // [2] map — the input was checked above, with the clock
         let mapped = state
             .mappings
-            .map_record(record_type, &canonical, &sender)
+            .map_checked(rt, &canonical, local_id, &sender)
             .map_err(|outcome| {
                 reject(record_type, "map", &outcome);
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, outcome)

@@ -67,12 +67,13 @@ impl Adapter {
         })
     }
 
-    /// The canonical record for a record in this format. Errors are JSON paths into the
-    /// local record.
     /// The local format's input schema, as written (with its `x-message`s).
     pub fn input_schema(&self) -> &Value {
         self.input.schema()
     }
+
+    /// The canonical record for a record in this format. Errors are JSON paths into the
+    /// local record.
 
     pub fn adapt(
         &self,

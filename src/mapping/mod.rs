@@ -209,6 +209,19 @@ impl Mappings {
             return Err(issues);
         }
         let local_id = rt.local_id(record).map_err(Outcome::one)?;
+        self.map_checked(rt, record, local_id, sender)
+    }
+
+    /// Step 2 alone, for a record that already passed [`RecordType::check_input`] and whose
+    /// local id is known (the ingest endpoint checks with its clock first; checking again
+    /// would only repeat the work).
+    pub fn map_checked(
+        &self,
+        rt: &RecordType,
+        record: &Value,
+        local_id: String,
+        sender: &Sender,
+    ) -> Result<Mapped, Outcome> {
         let bundle = rt
             .map(record, &local_id, sender, &self.tables_value)
             .map_err(Outcome::one)?;

@@ -79,6 +79,13 @@ enum Command {
         #[arg(long)]
         profile: Option<String>,
     },
+    /// Print SATUSEHAT's rules as gerbang checks them: number, resource, element, severity,
+    /// its evidence, and whether it is checked offline.
+    Rules {
+        /// Only this resource type, e.g. Immunization.
+        #[arg(long)]
+        resource: Option<String>,
+    },
     /// Mappings: `test` runs every example against its golden Bundle and the mapping rules.
     Mappings {
         #[command(subcommand)]
@@ -306,6 +313,7 @@ pub fn main() -> ExitCode {
         Command::Mappings {
             command: MappingsCommand::Test { record_type },
         } => mappings_test(&cli.config, record_type.as_deref()),
+        Command::Rules { resource } => rules(&cli.config, resource.as_deref()),
         command => runtime()
             .and_then(|rt| rt.block_on(run_async(cli.config, command)))
             .map(|()| ExitCode::SUCCESS),
@@ -381,7 +389,10 @@ async fn run_async(config: Option<PathBuf>, command: Command) -> Result<()> {
             command: FacilityCommand::Webhook { command },
         } => webhooks(cfg, command).await,
         Command::Client { command } => clients(cfg, command).await,
-        Command::Map { .. } | Command::Validate { .. } | Command::Mappings { .. } => {
+        Command::Map { .. }
+        | Command::Validate { .. }
+        | Command::Mappings { .. }
+        | Command::Rules { .. } => {
             unreachable!("handled without a runtime")
         }
     }
@@ -686,6 +697,17 @@ fn map(
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `gerbang rules`: the rules page.
+fn rules(config: &Option<PathBuf>, resource: Option<&str>) -> Result<ExitCode> {
+    let cfg = Config::load(config.as_deref())?;
+    let validator = Validator::load(&cfg.profiles_dir)?;
+    print!(
+        "{}",
+        crate::profile::rules_page::render(validator.rules(), resource)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn validate(

@@ -8,9 +8,12 @@
 //! [`Outcome`] whose expressions are FHIRPath-style locations.
 
 pub mod bundle;
+pub mod custom;
 pub mod datetime;
 pub mod path;
+pub mod rule_table;
 pub mod rules;
+pub mod rules_page;
 pub mod schema;
 pub mod structure;
 
@@ -56,14 +59,26 @@ impl Validator {
         let schema_path = dir.join("r4/fhir.schema.json");
         let schema = schema::R4Schema::load(&schema_path)
             .map_err(|m| err("the FHIR R4 JSON Schema", &schema_path, m))?;
-        let rules_path = dir.join("satusehat/rules.yaml");
-        let text = std::fs::read_to_string(&rules_path)
-            .map_err(|e| err("SATUSEHAT rules", &rules_path, e.to_string()))?;
-        let rules =
-            rules::Rules::from_yaml(&text).map_err(|m| err("SATUSEHAT rules", &rules_path, m))?;
+        let read = |what, path: &Path| {
+            std::fs::read_to_string(path).map_err(|e| err(what, path, e.to_string()))
+        };
+        let table_path = dir.join("satusehat/validation-rules.csv");
+        let exceptions_path = dir.join("satusehat/rule-table-exceptions.yaml");
+        let table = rule_table::Table::load(
+            &read("SATUSEHAT's rule table", &table_path)?,
+            &read("the rule table's exceptions", &exceptions_path)?,
+        )
+        .map_err(|m| err("SATUSEHAT's rule table", &table_path, m))?;
         let structures = structure::Structures::load(dir)
-            .map_err(|m| err("StructureDefinitions and terminology", dir, m))?
-            .with_satusehat_systems(rules.allowed_systems());
+            .map_err(|m| err("StructureDefinitions and terminology", dir, m))?;
+        let rules_path = dir.join("satusehat/rules.yaml");
+        let rules = rules::Rules::load(
+            &read("SATUSEHAT rules", &rules_path)?,
+            &table,
+            &|system| structures.whole_code_system(system),
+        )
+        .map_err(|m| err("SATUSEHAT rules", &rules_path, m))?;
+        let structures = structures.with_satusehat_systems(rules.allowed_systems());
         Ok(Validator {
             schema,
             structures,
@@ -157,6 +172,11 @@ impl Validator {
         self.rules.len()
     }
 
+    /// SATUSEHAT's rules as loaded: hand-written and derived from the rule table.
+    pub fn rules(&self) -> &rules::Rules {
+        &self.rules
+    }
+
     /// Validate a resource or a Bundle, including what its `meta.profile` claims.
     pub fn validate(&self, value: &Value, ctx: &Context) -> Outcome {
         self.validate_as(value, ctx, None)
@@ -180,6 +200,18 @@ impl Validator {
     fn validate_bundle(&self, bundle: &Value, ctx: &Context) -> Outcome {
         let mut out = self.schema.check(bundle, "Bundle");
         out.extend(bundle::check(bundle));
+        // SATUSEHAT's rules about the Bundle itself (its meta.tag).
+        let no_entries = |_: &str| None;
+        out.extend(self.rules.check(
+            bundle,
+            "Bundle",
+            &rules::RuleContext {
+                organization_id: ctx.organization_id,
+                now: ctx.now,
+                resolve: &no_entries,
+                lookup: false,
+            },
+        ));
         let index = bundle::index(bundle);
         let resolve = |r: &str| index.get(r).cloned();
         for e in fhir::entries(bundle) {
@@ -280,8 +312,10 @@ impl Validator {
     }
 }
 
-/// SATUSEHAT wants every dateTime with a time part in UTC. Rules name the elements they
-/// know with a rule number; this catches the rest.
+/// SATUSEHAT's documentation asks for every date-time in UTC (`+00:00`); its servers accept
+/// other offsets (`+07:00`, `Z`; satusehat-server-behaviour.md), and gerbang delivers such a
+/// value as UTC. Rules name the elements they know with a rule number; this catches the rest,
+/// as a warning.
 fn utc_everywhere(resource: &Value, at: &str, already: &[String]) -> Outcome {
     let mut out = Outcome::new();
     let mut stack = vec![(at.to_string(), resource)];
@@ -300,15 +334,13 @@ fn utc_everywhere(resource: &Value, at: &str, already: &[String]) -> Outcome {
                     stack.push((format!("{loc}[{i}]"), child));
                 }
             }
-            Value::String(s)
-                if looks_like_datetime(s)
-                    && !crate::time::is_satusehat_utc(s)
-                    && !already.contains(&loc) =>
-            {
-                out.push(
-                    Issue::error(IssueCode::Value, format!("SATUSEHAT requires dateTimes in UTC written YYYY-MM-DDThh:mm:ss+00:00; found `{s}`"))
-                        .at(loc),
-                );
+            Value::String(s) if looks_like_datetime(s) && !already.contains(&loc) => {
+                if let Some(utc) = crate::time::as_satusehat_utc(s) {
+                    out.push(
+                        Issue::warning(IssueCode::Value, rules::offset_text(loc.clone(), s, &utc))
+                            .at(loc),
+                    );
+                }
             }
             _ => {}
         }

@@ -14,7 +14,7 @@ pub fn select<'a>(value: &'a Value, path: &str) -> Vec<(String, &'a Value)> {
     if path.is_empty() {
         return current;
     }
-    for step in path.split('.') {
+    for step in steps(path) {
         // `item*`: this element at any depth of nesting (item, item.item, …).
         if let Some(name) = step.strip_suffix('*') {
             let mut found = Vec::new();
@@ -38,6 +38,27 @@ pub fn select<'a>(value: &'a Value, path: &str) -> Vec<(String, &'a Value)> {
         current = children(current, name, filter);
     }
     current
+}
+
+/// The steps of a path: split at dots outside brackets, so that
+/// `extension[url=https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode]` is one step.
+pub fn steps(path: &str) -> impl Iterator<Item = &str> {
+    let mut depth = 0usize;
+    let mut start = 0usize;
+    let mut cuts = Vec::new();
+    for (i, c) in path.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            '.' if depth == 0 => {
+                cuts.push(&path[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    cuts.push(&path[start..]);
+    cuts.into_iter()
 }
 
 /// The children named `step` (`value[x]` for a choice) of every value in `current`.
@@ -158,6 +179,12 @@ mod tests {
             .map(|(l, _)| l)
             .collect();
         assert_eq!(got, vec!["extension[1].valueCode"]);
+        let url = json!({"extension": [{"url": "https://fhir.kemkes.go.id/r4/StructureDefinition/x", "valueCode": "c"}]});
+        let got: Vec<_> = select(&url, "extension[url=https://fhir.kemkes.go.id/r4/StructureDefinition/x].valueCode")
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect();
+        assert_eq!(got, vec!["extension[0].valueCode"]);
     }
 
     #[test]

@@ -292,6 +292,11 @@ impl Structures {
     }
 
     /// Tell the binding checks which code systems SATUSEHAT allows per element path.
+    /// The whole code list of a complete HL7 code system, for rules that need one.
+    pub fn whole_code_system(&self, system: &str) -> Option<HashSet<String>> {
+        self.hl7_codes.get(system).cloned()
+    }
+
     pub fn with_satusehat_systems(mut self, systems: HashMap<String, Vec<String>>) -> Self {
         self.satusehat_systems = systems;
         self

@@ -1,0 +1,179 @@
+//! Same verdict everywhere: for every resource of the conformance corpus, `gerbang validate`,
+//! `POST /fhir/$validate`, ingest (`POST /fhir/{Type}`) and the sandbox (a transaction
+//! Bundle) name the same errors — rule number and element — and the sandbox refuses exactly
+//! what the validator calls an error. Real processes over real HTTP.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// (rule number, element) of every error, the element named from the resource's type
+/// (`Bundle.entry[0].resource.subject` → `Encounter.subject`); other entries' issues (the
+/// look-ups ingest adds) are left out.
+fn errors(oo: &Value, rt: &str) -> BTreeSet<(Option<u32>, String)> {
+    gerbang::fhir::Outcome::from_operation_outcome(oo)
+        .issues
+        .into_iter()
+        .filter(|i| i.is_error())
+        .filter_map(|i| {
+            let e = i.expression.unwrap_or_default();
+            let e = match e.strip_prefix("Bundle.entry[0].resource") {
+                Some(rest) => format!("{rt}{rest}"),
+                None if e.starts_with("Bundle.") => return None,
+                None => e,
+            };
+            Some((i.rule, e))
+        })
+        .collect()
+}
+
+fn corpus() -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for dir in ["valid", "invalid"] {
+        let d = manifest_dir().join("tests/conformance").join(dir);
+        let mut paths: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).collect();
+        paths.sort();
+        for p in paths {
+            let case: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            // Cases written for another sender compare differently on the identifier rules.
+            if case.get("org").is_some_and(|o| o != ORG) {
+                continue;
+            }
+            let r = case["resource"].clone();
+            if r["resourceType"] == "Bundle" {
+                continue;
+            }
+            out.push((p.file_name().unwrap().to_string_lossy().into_owned(), r));
+        }
+    }
+    out
+}
+
+const ORG: &str = "1000000001";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_dollar_validate_ingest_and_the_sandbox_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(dir.path(), None);
+    let cfg = write_config(dir.path(), &sandbox.url, "");
+    let key = add_facility(&cfg, "simrs-fhir", ORG);
+    let gw = Gateway::start(dir.path(), Some(&cfg), &[]);
+    let token: Value = client()
+        .post(format!("{}/oauth2/v1/accesstoken?grant_type=client_credentials", sandbox.url))
+        .form(&[("client_id", "gerbang-demo"), ("client_secret", "gerbang-demo-secret")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+    let cases = corpus();
+    assert!(cases.len() > 250, "{} cases", cases.len());
+
+    // gerbang validate: the whole corpus as one NDJSON file; issues name their line.
+    let ndjson: String = cases.iter().map(|(_, r)| format!("{r}\n")).collect();
+    let file = dir.path().join("corpus.ndjson");
+    std::fs::write(&file, ndjson).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "validate", file.to_str().unwrap(), "--org", ORG])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let cli: Value = serde_json::from_slice(&out.stdout).expect("an OperationOutcome");
+
+    let mut disagreements = Vec::new();
+    let mut ingested = 0;
+    let mut refused_upstream = 0;
+    for (n, (name, resource)) in cases.iter().enumerate() {
+        let rt = resource["resourceType"].as_str().unwrap();
+        let prefix = format!("line {}: ", n + 1);
+        let cli_issues: Vec<Value> = cli["issue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["diagnostics"].as_str().unwrap_or("").starts_with(&prefix) || i["details"]["text"].as_str().unwrap_or("").starts_with(&prefix))
+            .cloned()
+            .collect();
+        let by_cli = errors(&json!({"issue": cli_issues}), rt);
+
+        let r = client()
+            .post(format!("{}/fhir/$validate", gw.url))
+            .bearer_auth(&key)
+            .header("Content-Type", "application/fhir+json")
+            .body(resource.to_string())
+            .send()
+            .await
+            .unwrap();
+        let by_validate = errors(&r.json::<Value>().await.unwrap(), rt);
+        if by_validate != by_cli {
+            disagreements.push(format!("{name}: $validate {by_validate:?} but gerbang validate {by_cli:?}"));
+        }
+
+        // The sandbox: the resource in a transaction Bundle.
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+            "fullUrl": "urn:uuid:7c1d0a52-2b8e-4c9e-9d61-0f3b6a8e4a10",
+            "resource": resource,
+            "request": {"method": "POST", "url": rt}
+        }]});
+        let r = client()
+            .post(format!("{}/fhir-r4/v1", sandbox.url))
+            .bearer_auth(&token)
+            .header("Content-Type", "application/fhir+json")
+            .body(bundle.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let by_sandbox = if status < 300 { BTreeSet::new() } else { errors(&body, rt) };
+        // Refused for what only a server knows (an unknown reference, a duplicate) is not a
+        // validation verdict: it may follow only an error-free validation.
+        let state_only = status >= 300
+            && body["issue"].as_array().into_iter().flatten().all(|i| i["code"] == "not-found" || i["code"] == "duplicate");
+        if state_only {
+            refused_upstream += 1;
+            if !by_cli.is_empty() {
+                disagreements.push(format!("{name}: the sandbox refused it only for server state, the validator for {by_cli:?}"));
+            }
+        } else if by_sandbox != by_cli {
+            disagreements.push(format!("{name}: the sandbox ({status}) {by_sandbox:?} but gerbang validate {by_cli:?}"));
+        }
+
+        // Ingest: pushed as the facility's own FHIR. Refused before validation (the record
+        // has no identity of the sender's) says nothing about validation.
+        let r = client()
+            .post(format!("{}/fhir/{rt}", gw.url))
+            .bearer_auth(&key)
+            .header("Content-Type", "application/fhir+json")
+            .body(resource.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        match status {
+            200..=299 => {
+                ingested += 1;
+                if !by_cli.is_empty() {
+                    disagreements.push(format!("{name}: ingest accepted it ({status}); gerbang validate: {by_cli:?}"));
+                }
+            }
+            422 => {
+                ingested += 1;
+                let by_ingest = errors(&body, rt);
+                if by_ingest != by_cli {
+                    disagreements.push(format!("{name}: ingest {by_ingest:?} but gerbang validate {by_cli:?}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(disagreements.is_empty(), "{} disagreement(s):\n{}", disagreements.len(), disagreements.join("\n"));
+    assert!(ingested > 100, "only {ingested} cases reached ingest's validation");
+    let _ = refused_upstream;
+    let _ = Path::new("");
+}

@@ -106,7 +106,7 @@ fn validate_reports_errors_with_expressions_and_rule_numbers() {
         assert!(exprs.contains(&e.to_string()), "missing {e} in {exprs:?}");
     }
     // Unknown element: the R4 JSON Schema names it.
-    bundle["entry"][3]["resource"]["valueQuantitiy"] = serde_json::json!({});
+    bundle["entry"][4]["resource"]["valueQuantitiy"] = serde_json::json!({});
     std::fs::write(&path, serde_json::to_string(&bundle).unwrap()).unwrap();
     let (_, stdout, _) = run(&["validate", path.to_str().unwrap()]);
     assert!(stdout.contains("valueQuantitiy"), "{stdout}");

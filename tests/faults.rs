@@ -15,8 +15,14 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-/// What one `record(id)` becomes upstream: 1 Encounter, 5 Observations, 2 Immunizations.
-const PER_RECORD: [(&str, usize); 3] = [("Encounter", 1), ("Observation", 5), ("Immunization", 2)];
+/// What one `record(id)` becomes upstream: 1 Encounter, 1 Condition (its diagnosis),
+/// 5 Observations, 2 Immunizations.
+const PER_RECORD: [(&str, usize); 4] = [
+    ("Encounter", 1),
+    ("Condition", 1),
+    ("Observation", 5),
+    ("Immunization", 2),
+];
 
 /// How long a whole batch may take to be delivered before the test fails.
 const DEADLINE: Duration = Duration::from_secs(90);

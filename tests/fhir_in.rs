@@ -95,7 +95,7 @@ async fn a_facility_bundle_is_delivered_recognised_corrected_and_cancelled() {
     );
     assert!(
         expressions(&first["warnings"])
-            .contains(&"Bundle.entry[1].resource.effectiveDateTime".to_string())
+            .contains(&"Bundle.entry[2].resource.effectiveDateTime".to_string())
     );
     let id = first["receipt"].as_str().unwrap().to_string();
     until(&s, &id, "delivered", |r| r["status"] == "delivered").await;
@@ -128,7 +128,7 @@ async fn a_facility_bundle_is_delivered_recognised_corrected_and_cancelled() {
 
     // Corrected: the weight was 8.30. A revision; only what changed is sent, as an update.
     let mut fixed = bundle.clone();
-    fixed["entry"][1]["resource"]["valueQuantity"]["value"] = json!(8.30);
+    fixed["entry"][2]["resource"]["valueQuantity"]["value"] = json!(8.30);
     let (status, stale) = post(&s, "/fhir", &fixed, &[("If-Match", "\"7\"")]).await;
     assert_eq!(status, 412, "{stale}");
     let (status, second) = post(&s, "/fhir", &fixed, &[("If-Match", "\"1\"")]).await;
@@ -255,7 +255,7 @@ async fn a_batch_of_bundles_and_one_resource() {
         .find(|i| i["resourceType"] == "Encounter")
         .map(|i| i["id"].as_str().unwrap().to_string())
         .expect("the Encounter's SATUSEHAT id is on the receipt");
-    let mut observation = facility_bundle("FHIR-3")["entry"][1]["resource"].clone();
+    let mut observation = facility_bundle("FHIR-3")["entry"][2]["resource"].clone();
     observation["identifier"][0]["value"] = json!("FHIR-3/berat-badan-ulang");
     observation["encounter"] = json!({"reference": format!("Encounter/{encounter}")});
     let (status, one) = post(&s, "/fhir/Observation", &observation, &[]).await;

@@ -52,9 +52,9 @@ async fn valid_record_is_acknowledged_then_delivered_with_upstream_ids() {
     })
     .await;
     let ids = delivered["upstream_ids"].as_array().unwrap();
-    // Encounter + 5 Observations (weight, length, head, MUAC, BB/PB z-score) + 2
-    // Immunizations; Patient and Practitioner are look-ups, not created.
-    assert_eq!(ids.len(), 8, "{delivered}");
+    // Encounter + its diagnosis (Condition) + 5 Observations (weight, length, head, MUAC,
+    // BB/PB z-score) + 2 Immunizations; Patient and Practitioner are look-ups, not created.
+    assert_eq!(ids.len(), 9, "{delivered}");
     assert!(ids.iter().any(
         |i| i["resourceType"] == "Encounter" && i["id"].as_str().is_some_and(|s| s.len() == 36)
     ));

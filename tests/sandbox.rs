@@ -146,8 +146,8 @@ impl Sb {
     }
 }
 
-/// The golden Bundle for local visit id `visit` (Encounter, body weight, body height), as the
-/// forwarder sends it.
+/// The golden Bundle for local visit id `visit` (Encounter, its diagnosis, body weight, body
+/// height), as the forwarder sends it.
 fn bundle(visit: &str) -> Value {
     let path =
         manifest_dir().join("mappings/posyandu.balita/examples/balita-wita-minimal.bundle.json");
@@ -176,7 +176,10 @@ fn bundle(visit: &str) -> Value {
         .iter()
         .map(|e| e["resource"]["resourceType"].as_str().unwrap())
         .collect();
-    assert_eq!(types, ["Encounter", "Observation", "Observation"]);
+    assert_eq!(
+        types,
+        ["Encounter", "Condition", "Observation", "Observation"]
+    );
     bundle
 }
 
@@ -278,7 +281,7 @@ async fn put_stores_a_new_version_and_keeps_the_old_one_in_history() {
     assert_eq!(wrong_type.status, 404);
 
     let received = s.received().await;
-    assert_eq!(received.len(), 3);
+    assert_eq!(received.len(), 4);
     let item = received
         .iter()
         .find(|r| r["id"] == weight_id.as_str())
@@ -496,7 +499,7 @@ async fn identifier_search_lags_writes_while_20002_and_reads_do_not() {
     // The duplicate check does not lag: "20002, but not found".
     let again = s.transaction(&bundle("V-1")).await;
     assert_eq!(again.status, 400, "{}", again.body);
-    assert_eq!(rules(&again.body), [20002, 20002, 20002]);
+    assert_eq!(rules(&again.body), [20002, 20002, 20002, 20002]);
     // Neither does a PUT's; and the update itself lags like a create.
     let weight_id = &ids["Observation"][0];
     let mut obs = s.get(&format!("/Observation/{weight_id}")).await.body;
@@ -543,9 +546,9 @@ async fn identifier_search_lags_writes_while_20002_and_reads_do_not() {
 #[tokio::test(flavor = "multi_thread")]
 async fn with_the_fault_a_refused_transaction_keeps_its_first_entry() {
     let s = start().await;
-    // An Observation (entry 1) the rules refuse; the Encounter (entry 0) is fine.
+    // An Observation (entry 2) the rules refuse; the Encounter (entry 0) is fine.
     let mut refused = bundle("V-1");
-    refused["entry"][1]["resource"]["status"] = json!("bogus");
+    refused["entry"][2]["resource"]["status"] = json!("bogus");
 
     // By default a refused transaction stores nothing.
     let plain = s.transaction(&refused).await;

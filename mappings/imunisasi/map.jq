@@ -1,7 +1,8 @@
 # imunisasi → one SATUSEHAT transaction Bundle.
 #
-# Resources: Patient and Practitioner as look-ups by NIK, the visit Encounter, and one
-# Immunization per dose of the record:
+# Resources: Patient and Practitioner as look-ups by NIK, the visit Encounter with its
+# diagnosis, the Condition it names (ICD-10 Z26.9, see below), and one Immunization per dose
+# of the record:
 # - given now by the health worker (status completed, primarySource true, performer AP =
 #   the health worker, lot and expiry date, route, site);
 # - from history (status completed, primarySource false, reportOrigin from the
@@ -17,6 +18,17 @@
 def kfa: "http://sys-ids.kemkes.go.id/kfa";
 def v2_0443($code; $display): concept("http://terminology.hl7.org/CodeSystem/v2-0443"; $code; $display);
 
+# The visit's diagnosis. SATUSEHAT refuses a finished Encounter without Encounter.diagnosis
+# (rule 10457: staging answered "Element not found: Encounter.diagnosis (RuleNumber: 10457)";
+# an in-progress one without it is accepted). An immunization record carries no diagnosis —
+# the input has no such field — so the visit gets the ICD-10 code of what it is, as a
+# Condition (encounter-diagnosis) in Encounter.diagnosis (use DD, rank 1), built the way
+# anc.kunjungan builds its diagnoses. Z26.9 "Need for immunization against unspecified
+# infectious disease" for every visit: the specific codes (Z23–Z27) name one antigen or one
+# combination, but a visit holds several doses of different antigens (DPT-HB-Hib + OPV + PCV),
+# some from history or not given, which no single specific code describes.
+def visit_diagnosis: {code: "Z26.9", display: "Need for immunization against unspecified infectious disease"};
+
 . as $r
 | ($r.zona_waktu // "WIB") as $tz
 | ($r.waktu_mulai | to_utc($tz)) as $start
@@ -25,6 +37,8 @@ def v2_0443($code; $display): concept("http://terminology.hl7.org/CodeSystem/v2-
 | full_url("Practitioner") as $nakes
 | full_url("Encounter") as $encounter
 | ({reference: "Location/\($location)", display: $r.nama_lokasi}) as $where
+| (visit_diagnosis + {key: "diagnosa/\(visit_diagnosis.code)"}) as $dx
+| full_url("Condition/\($dx.key)") as $condition
 
 | ($r.peserta) as $p
 | (if $p.nik then {system: "https://fhir.kemkes.go.id/id/nik", value: $p.nik}
@@ -77,6 +91,11 @@ def v2_0443($code; $display): concept("http://terminology.hl7.org/CodeSystem/v2-
     }],
     period: {start: $start, end: $end},
     location: [{location: $where}],
+    diagnosis: [{
+      condition: (ref($condition) + {display: $dx.display}),
+      use: concept("http://terminology.hl7.org/CodeSystem/diagnosis-role"; "DD"; "Discharge diagnosis"),
+      rank: 1
+    }],
     statusHistory: [
       {status: "arrived", period: {start: $start, end: $start}},
       {status: "in-progress", period: {start: $start, end: $end}},
@@ -86,6 +105,21 @@ def v2_0443($code; $display): concept("http://terminology.hl7.org/CodeSystem/v2-
   }
   | post_entry($encounter)
   ) as $encounter_entry
+
+| ({
+    resourceType: "Condition",
+    identifier: [{system: sys_id("condition"), value: local_key($dx.key)}],
+    clinicalStatus: concept("http://terminology.hl7.org/CodeSystem/condition-clinical"; "active"; "Active"),
+    verificationStatus: concept("http://terminology.hl7.org/CodeSystem/condition-ver-status"; "confirmed"; "Confirmed"),
+    category: [concept("http://terminology.hl7.org/CodeSystem/condition-category"; "encounter-diagnosis"; "Encounter Diagnosis")],
+    code: concept("http://hl7.org/fhir/sid/icd-10"; $dx.code; $dx.display),
+    subject: (ref($patient) + {display: $p.nama}),
+    encounter: ref($encounter),
+    recordedDate: $end,
+    recorder: ref($nakes)
+  }
+  | post_entry($condition)
+  ) as $condition_entry
 
 | [ $r.imunisasi[]
     | . as $i
@@ -151,5 +185,5 @@ def v2_0443($code; $display): concept("http://terminology.hl7.org/CodeSystem/v2-
 | {
     resourceType: "Bundle",
     type: "transaction",
-    entry: ([$patient_entry, $nakes_entry, $encounter_entry] + $immunizations)
+    entry: ([$patient_entry, $nakes_entry, $encounter_entry, $condition_entry] + $immunizations)
   }

@@ -6,7 +6,8 @@
 # interpretation), one Immunization per dose given, vitamin A and deworming as
 # MedicationAdministrations, and the child's TB screening as in record type skrining.tbc:
 # one Observation per answered item whose code is confirmed (tbc-gejala table, valueBoolean)
-# and a referral ServiceRequest when the result is `rujukan`.
+# and a referral ServiceRequest when the result is `rujukan`. The Encounter names the visit's
+# diagnosis, a Condition coded ICD-10 Z00.1 (see below).
 # Every resource carries http://sys-ids.kemkes.go.id/<type>/<org>
 # and a deterministic urn:uuid, so sending the record again is recognised upstream.
 # Optional input that is absent becomes null here; gerbang removes nulls and empty
@@ -23,6 +24,16 @@ def tbc_items: ["batuk_menerus", "demam_2_minggu", "bb_tetap_turun_2_bulan", "le
 def exam: category("exam"; "Exam");
 # The nutritional-status class of an index as an Observation.interpretation.
 def nutrition_status: if . == null then null else [clinical_term(.; lookup("nutrition-status").display)] end;
+# The visit's diagnosis. SATUSEHAT refuses a finished Encounter without Encounter.diagnosis
+# (rule 10457: staging answered "Element not found: Encounter.diagnosis (RuleNumber: 10457)";
+# an in-progress one without it is accepted). A posyandu record of a child carries no
+# diagnosis — the input has no such field; the nutritional-status classes and the TB screening
+# answers are findings, sent as Observations, not diagnoses made at the visit — so the visit
+# gets the ICD-10 code of what it is: Z00.1 Routine child health examination (growth
+# monitoring, immunization, vitamin A and deworming of a child under five), as a Condition
+# (encounter-diagnosis) in Encounter.diagnosis (use DD, rank 1), built the way anc.kunjungan
+# builds its diagnoses.
+def visit_diagnosis: {code: "Z00.1", display: "Routine child health examination"};
 
 . as $r
 | ($r.zona_waktu // "WIB") as $tz
@@ -36,6 +47,8 @@ def nutrition_status: if . == null then null else [clinical_term(.; lookup("nutr
 | (if $r.nakes then [ref($nakes)] else [{reference: "Organization/\($org)"}] end) as $performers
 | full_url("Encounter") as $encounter
 | ({reference: "Location/\($location)", display: $r.nama_posyandu}) as $where
+| (visit_diagnosis + {key: "diagnosa/\(visit_diagnosis.code)"}) as $dx
+| full_url("Condition/\($dx.key)") as $condition
 
 # One measurement (or derived index) of this visit.
 | def observation($key; $category; $code; $value; $interpretation):
@@ -107,6 +120,11 @@ def nutrition_status: if . == null then null else [clinical_term(.; lookup("nutr
     }] else null end),
     period: {start: $start, end: $end},
     location: [{location: $where}],
+    diagnosis: [{
+      condition: (ref($condition) + {display: $dx.display}),
+      use: concept("http://terminology.hl7.org/CodeSystem/diagnosis-role"; "DD"; "Discharge diagnosis"),
+      rank: 1
+    }],
     statusHistory: [
       {status: "arrived", period: {start: $start, end: $start}},
       {status: "in-progress", period: {start: $start, end: $end}},
@@ -116,6 +134,23 @@ def nutrition_status: if . == null then null else [clinical_term(.; lookup("nutr
   }
   | post_entry($encounter)
   ) as $encounter_entry
+
+# Without nakes the Condition has no recorder: rule 10678 wants a Practitioner there, and the
+# sender's Organization is not one.
+| ({
+    resourceType: "Condition",
+    identifier: [{system: sys_id("condition"), value: local_key($dx.key)}],
+    clinicalStatus: concept("http://terminology.hl7.org/CodeSystem/condition-clinical"; "active"; "Active"),
+    verificationStatus: concept("http://terminology.hl7.org/CodeSystem/condition-ver-status"; "confirmed"; "Confirmed"),
+    category: [concept("http://terminology.hl7.org/CodeSystem/condition-category"; "encounter-diagnosis"; "Encounter Diagnosis")],
+    code: concept("http://hl7.org/fhir/sid/icd-10"; $dx.code; $dx.display),
+    subject: (ref($patient) + {display: $p.nama}),
+    encounter: ref($encounter),
+    recordedDate: $end,
+    recorder: (if $r.nakes then ref($nakes) else null end)
+  }
+  | post_entry($condition)
+  ) as $condition_entry
 
 | ($r.pengukuran) as $m
 | ($r.pencatatan // {}) as $s
@@ -285,6 +320,6 @@ def nutrition_status: if . == null then null else [clinical_term(.; lookup("nutr
 | {
     resourceType: "Bundle",
     type: "transaction",
-    entry: ([$patient_entry, $nakes_entry, $encounter_entry] + $observations + $tbc_observations
+    entry: ([$patient_entry, $nakes_entry, $encounter_entry, $condition_entry] + $observations + $tbc_observations
             + $immunizations + $vitamin_a + $obat_cacing + $tbc_referral)
   }

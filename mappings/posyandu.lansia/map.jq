@@ -8,6 +8,7 @@
 # the record but not sent: SATUSEHAT has no Questionnaire (Q-number) or codes for them that
 # the project could confirm (see examples/README.md). The helpers down to `age_on` are the
 # same in posyandu.remaja, posyandu.usia-produktif and posyandu.lansia.
+# The Encounter names the visit's diagnosis, a Condition coded ICD-10 Z00.0 (see below).
 
 def loinc($code; $display): concept("http://loinc.org"; $code; $display);
 def clinical_term($code; $display): concept("http://terminology.kemkes.go.id/CodeSystem/clinical-term"; $code; $display);
@@ -19,6 +20,15 @@ def category($code):
 def interpretation: if . == null or .code == null then null else [clinical_term(.code; .display)] end;
 # Whole years from this date of birth ("YYYY-MM-DD") to $date ("YYYY-MM-DD").
 def age_on($date): ($date[0:4] | tonumber) - (.[0:4] | tonumber) - (if $date[5:10] < .[5:10] then 1 else 0 end);
+# The visit's diagnosis. SATUSEHAT refuses a finished Encounter without Encounter.diagnosis
+# (rule 10457: staging answered "Element not found: Encounter.diagnosis (RuleNumber: 10457)";
+# an in-progress one without it is accepted). An elderly screening record carries no diagnosis
+# — the input has no such field; the measured values, the anaemia class and the AKS level of
+# dependence are findings, sent as Observations, not diagnoses made at the visit — so the visit
+# gets the ICD-10 code of what it is: Z00.0 General medical examination (ICD-10 has no Z00 code
+# of its own for older people), as a Condition (encounter-diagnosis) in Encounter.diagnosis
+# (use DD, rank 1), built the way anc.kunjungan builds its diagnoses.
+def visit_diagnosis: {code: "Z00.0", display: "General medical examination"};
 
 . as $r
 | ($r.zona_waktu // "WIB") as $tz
@@ -32,6 +42,8 @@ def age_on($date): ($date[0:4] | tonumber) - (.[0:4] | tonumber) - (if $date[5:1
 | (if $r.nakes then [ref($nakes)] else [{reference: "Organization/\($org)"}] end) as $performers
 | full_url("Encounter") as $encounter
 | ({reference: "Location/\($location)", display: $r.nama_posyandu}) as $where
+| (visit_diagnosis + {key: "diagnosa/\(visit_diagnosis.code)"}) as $dx
+| full_url("Condition/\($dx.key)") as $condition
 | ($r.peserta) as $p
 | ($p.tanggal_lahir | age_on($r.waktu_mulai[0:10])) as $age
 | if $age < 60 then
@@ -107,6 +119,11 @@ def age_on($date): ($date[0:4] | tonumber) - (.[0:4] | tonumber) - (if $date[5:1
     }] else null end),
     period: {start: $start, end: $end},
     location: [{location: $where}],
+    diagnosis: [{
+      condition: (ref($condition) + {display: $dx.display}),
+      use: concept("http://terminology.hl7.org/CodeSystem/diagnosis-role"; "DD"; "Discharge diagnosis"),
+      rank: 1
+    }],
     statusHistory: [
       {status: "arrived", period: {start: $start, end: $start}},
       {status: "in-progress", period: {start: $start, end: $end}},
@@ -116,6 +133,23 @@ def age_on($date): ($date[0:4] | tonumber) - (.[0:4] | tonumber) - (if $date[5:1
   }
   | post_entry($encounter)
   ) as $encounter_entry
+
+# Without nakes the Condition has no recorder: rule 10678 wants a Practitioner there, and the
+# sender's Organization is not one.
+| ({
+    resourceType: "Condition",
+    identifier: [{system: sys_id("condition"), value: local_key($dx.key)}],
+    clinicalStatus: concept("http://terminology.hl7.org/CodeSystem/condition-clinical"; "active"; "Active"),
+    verificationStatus: concept("http://terminology.hl7.org/CodeSystem/condition-ver-status"; "confirmed"; "Confirmed"),
+    category: [concept("http://terminology.hl7.org/CodeSystem/condition-category"; "encounter-diagnosis"; "Encounter Diagnosis")],
+    code: concept("http://hl7.org/fhir/sid/icd-10"; $dx.code; $dx.display),
+    subject: (ref($patient) + {display: $p.nama}),
+    encounter: ref($encounter),
+    recordedDate: $end,
+    recorder: (if $r.nakes then ref($nakes) else null end)
+  }
+  | post_entry($condition)
+  ) as $condition_entry
 
 | ($r.pengukuran) as $m
 | ($r.laboratorium // {}) as $l
@@ -155,5 +189,5 @@ def age_on($date): ($date[0:4] | tonumber) - (.[0:4] | tonumber) - (if $date[5:1
 | {
     resourceType: "Bundle",
     type: "transaction",
-    entry: ([$patient_entry, $nakes_entry, $encounter_entry] + $ptm + $aks)
+    entry: ([$patient_entry, $nakes_entry, $encounter_entry, $condition_entry] + $ptm + $aks)
   }

@@ -10,6 +10,7 @@
 # HEEADSSS or PHQ-2/GAD-2 that the project could confirm (see examples/README.md). The
 # helpers down to `age_on` (except `nutrition_status`) are the same in posyandu.remaja,
 # posyandu.usia-produktif and posyandu.lansia.
+# The Encounter names the visit's diagnosis, a Condition coded ICD-10 Z00.3 (see below).
 
 def loinc($code; $display): concept("http://loinc.org"; $code; $display);
 def clinical_term($code; $display): concept("http://terminology.kemkes.go.id/CodeSystem/clinical-term"; $code; $display);
@@ -23,6 +24,16 @@ def interpretation: if . == null or .code == null then null else [clinical_term(
 def nutrition_status: if . == null then null else [clinical_term(.; lookup("nutrition-status").display)] end;
 # Whole years from this date of birth ("YYYY-MM-DD") to $date ("YYYY-MM-DD").
 def age_on($date): ($date[0:4] | tonumber) - (.[0:4] | tonumber) - (if $date[5:10] < .[5:10] then 1 else 0 end);
+# The visit's diagnosis. SATUSEHAT refuses a finished Encounter without Encounter.diagnosis
+# (rule 10457: staging answered "Element not found: Encounter.diagnosis (RuleNumber: 10457)";
+# an in-progress one without it is accepted). An adolescent screening record carries no
+# diagnosis — the input has no such field; the anaemia class, the IMT/U class and the smoking
+# status are findings, sent as Observation interpretations, not diagnoses made at the visit —
+# so the visit gets the ICD-10 code of what it is: Z00.3 Examination for adolescent development
+# state (the ILP screening of school-age children and adolescents, 6–18 years), as a Condition
+# (encounter-diagnosis) in Encounter.diagnosis (use DD, rank 1), built the way anc.kunjungan
+# builds its diagnoses.
+def visit_diagnosis: {code: "Z00.3", display: "Examination for adolescent development state"};
 
 . as $r
 | ($r.zona_waktu // "WIB") as $tz
@@ -36,6 +47,8 @@ def age_on($date): ($date[0:4] | tonumber) - (.[0:4] | tonumber) - (if $date[5:1
 | (if $r.nakes then [ref($nakes)] else [{reference: "Organization/\($org)"}] end) as $performers
 | full_url("Encounter") as $encounter
 | ({reference: "Location/\($location)", display: $r.nama_posyandu}) as $where
+| (visit_diagnosis + {key: "diagnosa/\(visit_diagnosis.code)"}) as $dx
+| full_url("Condition/\($dx.key)") as $condition
 | ($r.peserta) as $p
 | ($p.tanggal_lahir | age_on($r.waktu_mulai[0:10])) as $age
 | if $age < 6 or $age > 18 then
@@ -111,6 +124,11 @@ def age_on($date): ($date[0:4] | tonumber) - (.[0:4] | tonumber) - (if $date[5:1
     }] else null end),
     period: {start: $start, end: $end},
     location: [{location: $where}],
+    diagnosis: [{
+      condition: (ref($condition) + {display: $dx.display}),
+      use: concept("http://terminology.hl7.org/CodeSystem/diagnosis-role"; "DD"; "Discharge diagnosis"),
+      rank: 1
+    }],
     statusHistory: [
       {status: "arrived", period: {start: $start, end: $start}},
       {status: "in-progress", period: {start: $start, end: $end}},
@@ -120,6 +138,23 @@ def age_on($date): ($date[0:4] | tonumber) - (.[0:4] | tonumber) - (if $date[5:1
   }
   | post_entry($encounter)
   ) as $encounter_entry
+
+# Without nakes the Condition has no recorder: rule 10678 wants a Practitioner there, and the
+# sender's Organization is not one.
+| ({
+    resourceType: "Condition",
+    identifier: [{system: sys_id("condition"), value: local_key($dx.key)}],
+    clinicalStatus: concept("http://terminology.hl7.org/CodeSystem/condition-clinical"; "active"; "Active"),
+    verificationStatus: concept("http://terminology.hl7.org/CodeSystem/condition-ver-status"; "confirmed"; "Confirmed"),
+    category: [concept("http://terminology.hl7.org/CodeSystem/condition-category"; "encounter-diagnosis"; "Encounter Diagnosis")],
+    code: concept("http://hl7.org/fhir/sid/icd-10"; $dx.code; $dx.display),
+    subject: (ref($patient) + {display: $p.nama}),
+    encounter: ref($encounter),
+    recordedDate: $end,
+    recorder: (if $r.nakes then ref($nakes) else null end)
+  }
+  | post_entry($condition)
+  ) as $condition_entry
 
 | ($r.pengukuran) as $m
 | ($r.laboratorium // {}) as $l
@@ -146,5 +181,5 @@ def age_on($date): ($date[0:4] | tonumber) - (.[0:4] | tonumber) - (if $date[5:1
 | {
     resourceType: "Bundle",
     type: "transaction",
-    entry: ([$patient_entry, $nakes_entry, $encounter_entry] + $ptm)
+    entry: ([$patient_entry, $nakes_entry, $encounter_entry, $condition_entry] + $ptm)
   }

@@ -1,7 +1,8 @@
 # skrining.tbc → one SATUSEHAT transaction Bundle.
 #
 # Resources: Patient and Practitioner as look-ups by NIK, the screening Encounter (how the
-# person was found as hospitalization.admitSource, a Kemkes clinical-term EHA code), one
+# person was found as hospitalization.admitSource, a Kemkes clinical-term EHA code) with its
+# diagnosis, the Condition it names (ICD-10 Z11.1, see below), one
 # Observation per answered screening item whose code is confirmed (code from the
 # tbc-gejala table, answer as valueBoolean, category survey), and a referral ServiceRequest
 # when the result is `rujukan`. Items without a confirmed code (tbc-gejala `code: null`) are
@@ -16,6 +17,15 @@ def survey: [concept("http://terminology.hl7.org/CodeSystem/observation-category
 # The screening items, in the order they are sent.
 def tbc_items: ["batuk_menerus", "demam_2_minggu", "bb_tetap_turun_2_bulan", "bb_turun", "lesu",
                 "keringat_malam", "batuk_darah", "sesak_napas", "kontak_tbc"];
+# The visit's diagnosis. SATUSEHAT refuses a finished Encounter without Encounter.diagnosis
+# (rule 10457: staging answered "Element not found: Encounter.diagnosis (RuleNumber: 10457)";
+# an in-progress one without it is accepted). A screening record carries no diagnosis — the
+# input has no such field, and its result (tidak_terindikasi / risiko / rujukan) says whether
+# to examine further, not what the person has — so the visit gets the ICD-10 code of what it
+# is, as a Condition (encounter-diagnosis) in Encounter.diagnosis (use DD, rank 1), built the
+# way anc.kunjungan builds its diagnoses: Z11.1 for every result, a referral included (the
+# referred person is a presumptive case, not a TB diagnosis).
+def visit_diagnosis: {code: "Z11.1", display: "Special screening examination for respiratory tuberculosis"};
 
 . as $r
 | ($r.zona_waktu // "WIB") as $tz
@@ -25,6 +35,8 @@ def tbc_items: ["batuk_menerus", "demam_2_minggu", "bb_tetap_turun_2_bulan", "bb
 | full_url("Practitioner") as $nakes
 | full_url("Encounter") as $encounter
 | ({reference: "Location/\($location)", display: $r.nama_lokasi}) as $where
+| (visit_diagnosis + {key: "diagnosa/\(visit_diagnosis.code)"}) as $dx
+| full_url("Condition/\($dx.key)") as $condition
 
 | ($r.peserta) as $p
 | (if $p.nik then {system: "https://fhir.kemkes.go.id/id/nik", value: $p.nik}
@@ -77,6 +89,11 @@ def tbc_items: ["batuk_menerus", "demam_2_minggu", "bb_tetap_turun_2_bulan", "bb
     }],
     period: {start: $start, end: $end},
     location: [{location: $where}],
+    diagnosis: [{
+      condition: (ref($condition) + {display: $dx.display}),
+      use: concept("http://terminology.hl7.org/CodeSystem/diagnosis-role"; "DD"; "Discharge diagnosis"),
+      rank: 1
+    }],
     statusHistory: [
       {status: "arrived", period: {start: $start, end: $start}},
       {status: "in-progress", period: {start: $start, end: $end}},
@@ -89,6 +106,21 @@ def tbc_items: ["batuk_menerus", "demam_2_minggu", "bb_tetap_turun_2_bulan", "bb
   }
   | post_entry($encounter)
   ) as $encounter_entry
+
+| ({
+    resourceType: "Condition",
+    identifier: [{system: sys_id("condition"), value: local_key($dx.key)}],
+    clinicalStatus: concept("http://terminology.hl7.org/CodeSystem/condition-clinical"; "active"; "Active"),
+    verificationStatus: concept("http://terminology.hl7.org/CodeSystem/condition-ver-status"; "confirmed"; "Confirmed"),
+    category: [concept("http://terminology.hl7.org/CodeSystem/condition-category"; "encounter-diagnosis"; "Encounter Diagnosis")],
+    code: concept("http://hl7.org/fhir/sid/icd-10"; $dx.code; $dx.display),
+    subject: (ref($patient) + {display: $p.nama}),
+    encounter: ref($encounter),
+    recordedDate: $end,
+    recorder: ref($nakes)
+  }
+  | post_entry($condition)
+  ) as $condition_entry
 
 | ($r.skrining_tbc) as $t
 # Every answered item with its code-table entry.
@@ -146,5 +178,5 @@ def tbc_items: ["batuk_menerus", "demam_2_minggu", "bb_tetap_turun_2_bulan", "bb
 | {
     resourceType: "Bundle",
     type: "transaction",
-    entry: ([$patient_entry, $nakes_entry, $encounter_entry] + $observations + $referral)
+    entry: ([$patient_entry, $nakes_entry, $encounter_entry, $condition_entry] + $observations + $referral)
   }

@@ -289,7 +289,8 @@ pub fn record(id: &str) -> Value {
 
 /// A Bundle as a facility system builds it itself: gerbang's golden posyandu Bundle without
 /// its look-up entries, people referred to by NIK, the visit named `visit`, its start in WIB
-/// and one measurement's time in `Z`.
+/// and one measurement's time in `Z`. Entry 0 is the Encounter, entry 1 its diagnosis (a
+/// Condition), entry 2 that measurement (the body weight).
 pub fn facility_bundle(visit: &str) -> Value {
     let path =
         manifest_dir().join("mappings/posyandu.balita/examples/bayi-9-bulan-imunisasi.bundle.json");
@@ -319,7 +320,9 @@ pub fn facility_bundle(visit: &str) -> Value {
     let enc = &mut entries[0]["resource"];
     assert_eq!(enc["resourceType"], "Encounter");
     enc["period"]["start"] = json!("2026-05-12T08:30:00+07:00");
-    entries[1]["resource"]["effectiveDateTime"] = json!("2026-05-12T01:35:00Z");
+    assert_eq!(entries[1]["resource"]["resourceType"], "Condition");
+    assert_eq!(entries[2]["resource"]["resourceType"], "Observation");
+    entries[2]["resource"]["effectiveDateTime"] = json!("2026-05-12T01:35:00Z");
     json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
 }
 

@@ -212,13 +212,8 @@ fn person_by_nik(entry: &Value) -> Option<(&str, &str)> {
 
 /// The value of the resource's SATUSEHAT identifier under the sender's organization.
 fn own_identifier(resource: &Value, rt: &str, org: &str, at: &str) -> Result<String, Refused> {
-    let ids = resource
-        .get("identifier")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
     let mut own = None;
-    for (k, id) in ids.iter().enumerate() {
+    for (loc, id) in fhir::identifiers(resource) {
         let Some(rest) = id
             .get("system")
             .and_then(Value::as_str)
@@ -242,7 +237,7 @@ fn own_identifier(resource: &Value, rt: &str, org: &str, at: &str) -> Result<Str
                         suggested_system(rt, org)
                     ),
                 )
-                .at(format!("{at}.resource.identifier[{k}].system")),
+                .at(format!("{at}.resource.{loc}.system")),
             )));
         }
         match id.get("value").and_then(Value::as_str) {
@@ -253,7 +248,7 @@ fn own_identifier(resource: &Value, rt: &str, org: &str, at: &str) -> Result<Str
                 return Err(invalid(
                     IssueCode::Required,
                     "a SATUSEHAT identifier needs its value: the facility's own id of this resource",
-                    format!("{at}.resource.identifier[{k}].value"),
+                    format!("{at}.resource.{loc}.value"),
                 ));
             }
         }

@@ -54,11 +54,25 @@ fn corpus() -> Vec<(String, Value)> {
 
 const ORG: &str = "1000000001";
 
+/// The resource carries an identifier under one of the sender's own systems.
+fn own_identity(resource: &Value) -> bool {
+    let ids = match &resource["identifier"] {
+        Value::Array(a) => a.clone(),
+        Value::Object(_) => vec![resource["identifier"].clone()],
+        _ => Vec::new(),
+    };
+    ids.iter().any(|i| {
+        i["system"].as_str().is_some_and(|s| s.starts_with("http://sys-ids.kemkes.go.id/") && s.ends_with(&format!("/{ORG}")))
+            && i["value"].is_string()
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_dollar_validate_ingest_and_the_sandbox_agree() {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::start(dir.path(), None);
-    let cfg = write_config(dir.path(), &sandbox.url, "");
+    // ~1,000 requests in seconds: rate limits are another test's business.
+    let cfg = write_config(dir.path(), &sandbox.url, "[limits]\nrequests_per_second = 0\n");
     let key = add_facility(&cfg, "simrs-fhir", ORG);
     let gw = Gateway::start(dir.path(), Some(&cfg), &[]);
     let token: Value = client()
@@ -143,8 +157,12 @@ async fn validate_dollar_validate_ingest_and_the_sandbox_agree() {
             disagreements.push(format!("{name}: the sandbox ({status}) {by_sandbox:?} but gerbang validate {by_cli:?}"));
         }
 
-        // Ingest: pushed as the facility's own FHIR. Refused before validation (the record
-        // has no identity of the sender's) says nothing about validation.
+        // Ingest: pushed as the facility's own FHIR, which needs the sender's own identifier
+        // (its identity); Patients are looked up, never pushed. Others are refused before
+        // validation, which says nothing about validation.
+        if rt == "Patient" || !own_identity(resource) {
+            continue;
+        }
         let r = client()
             .post(format!("{}/fhir/{rt}", gw.url))
             .bearer_auth(&key)
@@ -173,7 +191,7 @@ async fn validate_dollar_validate_ingest_and_the_sandbox_agree() {
         }
     }
     assert!(disagreements.is_empty(), "{} disagreement(s):\n{}", disagreements.len(), disagreements.join("\n"));
-    assert!(ingested > 100, "only {ingested} cases reached ingest's validation");
+    assert!(ingested > 80, "only {ingested} cases reached ingest's validation");
     let _ = refused_upstream;
     let _ = Path::new("");
 }

@@ -136,21 +136,30 @@ pub fn identifier_value<'a>(resource: &'a Value, system: &str) -> Option<&'a str
 
 /// `system|value` for every identifier of a resource: the de-duplication keys SATUSEHAT uses.
 pub fn identifier_keys(resource: &Value) -> Vec<String> {
-    resource
-        .get("identifier")
-        .and_then(Value::as_array)
-        .map(|ids| {
-            ids.iter()
-                .filter_map(|i| {
-                    Some(format!(
-                        "{}|{}",
-                        i.get("system")?.as_str()?,
-                        i.get("value")?.as_str()?
-                    ))
-                })
-                .collect()
+    identifiers(resource)
+        .iter()
+        .filter_map(|(_, i)| {
+            Some(format!(
+                "{}|{}",
+                i.get("system")?.as_str()?,
+                i.get("value")?.as_str()?
+            ))
         })
-        .unwrap_or_default()
+        .collect()
+}
+
+/// A resource's identifiers with their locations (`identifier[0]`, or `identifier` where R4
+/// allows one: Composition, QuestionnaireResponse, Bundle).
+pub fn identifiers(resource: &Value) -> Vec<(String, &Value)> {
+    match resource.get("identifier") {
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .enumerate()
+            .map(|(k, i)| (format!("identifier[{k}]"), i))
+            .collect(),
+        Some(one @ Value::Object(_)) => vec![("identifier".to_string(), one)],
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]

@@ -78,7 +78,9 @@ impl Validator {
             &|system| structures.whole_code_system(system),
         )
         .map_err(|m| err("SATUSEHAT rules", &rules_path, m))?;
-        let structures = structures.with_satusehat_systems(rules.allowed_systems());
+        let structures = structures
+            .with_satusehat_systems(rules.allowed_systems())
+            .with_table_extensions(table.extensions());
         Ok(Validator {
             schema,
             structures,
@@ -128,6 +130,16 @@ impl Validator {
     /// Validate a resource or Bundle, checking first that it is what `profile` (if any) and
     /// its own `meta.profile` say it is.
     pub fn validate_as(&self, value: &Value, ctx: &Context, profile: Option<&str>) -> Outcome {
+        let rt = fhir::resource_type(value).unwrap_or("");
+        let mut out = self.profile_claims(value, profile, rt);
+        out.extend(self.validate_content(value, ctx));
+        out
+    }
+
+    /// What `profile` (if given) and the resource's own `meta.profile` claim it is: a profile
+    /// of another type is an error; an unknown one a note (an error only when asked for).
+    /// `at` is where the resource is (its type, or its Bundle entry).
+    fn profile_claims(&self, value: &Value, profile: Option<&str>, at: &str) -> Outcome {
         let mut out = Outcome::new();
         let rt = fhir::resource_type(value).unwrap_or("");
         let mut claimed: Vec<String> = value
@@ -146,7 +158,7 @@ impl Validator {
             let explicit = profile.is_some() && i == 0;
             match self.structures.profile_type(url) {
                 Some(t) if t == rt => {}
-                Some(t) => out.push(Issue::error(IssueCode::Invalid, format!("{url} is a profile of {t}, not of {rt}")).at(rt)),
+                Some(t) => out.push(Issue::error(IssueCode::Invalid, format!("{url} is a profile of {t}, not of {rt}")).at(at)),
                 None if explicit => out.push(Issue::error(
                     IssueCode::NotSupported,
                     format!(
@@ -160,11 +172,10 @@ impl Validator {
                         IssueCode::Informational,
                         format!("profile {url} is unknown to gerbang; validated against the FHIR R4 base and SATUSEHAT's rules"),
                     )
-                    .at(format!("{rt}.meta.profile")),
+                    .at(format!("{at}.meta.profile")),
                 ),
             }
         }
-        out.extend(self.validate_content(value, ctx));
         out
     }
 
@@ -223,6 +234,7 @@ impl Validator {
                 let lookup = bundle["entry"][e.index]
                     .pointer("/request/ifNoneExist")
                     .is_some();
+                out.extend(self.profile_claims(resource, None, &at));
                 out.extend(self.validate_resource(resource, &at, ctx, &resolve, lookup));
             }
         }

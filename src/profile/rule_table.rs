@@ -279,6 +279,26 @@ impl Table {
         Ok(Table { rows, exceptions })
     }
 
+    /// The extensions the table names (by canonical URL), with the value types its rows give
+    /// them directly (`valueCode` → `Code`); empty when its rows go on to sub-extensions.
+    pub fn extensions(&self) -> HashMap<String, Vec<String>> {
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for row in &self.rows {
+            for (i, step) in row.steps.iter().enumerate() {
+                if step.kind != "Extension" || !step.url.starts_with("http") {
+                    continue;
+                }
+                let types = out.entry(step.url.clone()).or_default();
+                if let Some(t) = row.steps.get(i + 1).and_then(|n| n.name.strip_prefix("value")) {
+                    if !types.iter().any(|x| x == t) {
+                        types.push(t.to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+
     pub fn not_checked(&self, number: Option<u32>, resource: &str, aspect: Aspect) -> Option<&NotChecked> {
         let n = number?;
         self.exceptions

@@ -292,6 +292,19 @@ impl Structures {
     }
 
     /// Tell the binding checks which code systems SATUSEHAT allows per element path.
+    /// Extensions SATUSEHAT's rule table names that no loaded definition describes: known,
+    /// so not reported as unknown; a value type the table gives is checked, sub-extensions
+    /// are not (the table does not list them all).
+    pub fn with_table_extensions(mut self, table: HashMap<String, Vec<String>>) -> Self {
+        for (url, value_types) in table {
+            self.extensions.entry(url).or_insert(ExtensionDef {
+                value_types,
+                sub: HashMap::new(),
+            });
+        }
+        self
+    }
+
     /// The whole code list of a complete HL7 code system, for rules that need one.
     pub fn whole_code_system(&self, system: &str) -> Option<HashSet<String>> {
         self.hl7_codes.get(system).cloned()

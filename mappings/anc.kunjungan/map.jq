@@ -126,8 +126,14 @@ def date_as_datetime: "\(.)T00:00:00+00:00" | to_utc("WIB");
   | lookup_entry($episode; "identifier=\($episode_system)|\($r.id_kehamilan)")
   ) as $episode_entry
 
-# Diagnoses: the primer one first, the others in the order sent; rank follows.
-| ([$r.diagnosa // [] | sort_by(if .jns_dx == "sekunder" then 1 else 0 end)
+# Diagnoses: the primer one first, the others in the order sent; rank follows. SATUSEHAT
+# refuses a finished Encounter without diagnosis ("Element not found: Encounter.diagnosis
+# (RuleNumber: 10457)", staging 2026-09), so a visit sent without one is what it is: ICD-10
+# Z34.9 Supervision of normal pregnancy, unspecified.
+| (if ($r.diagnosa // []) == []
+   then [{kd_penyakit: "Z34.9", nama: "Supervision of normal pregnancy, unspecified", jns_dx: "primer"}]
+   else $r.diagnosa end) as $sent_diagnoses
+| ([$sent_diagnoses | sort_by(if .jns_dx == "sekunder" then 1 else 0 end)
     | range(length) as $i | .[$i] + {rank: ($i + 1), key: "diagnosa/\(.[$i].kd_penyakit)"}]
   ) as $diagnoses
 

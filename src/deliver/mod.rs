@@ -53,6 +53,25 @@ pub struct Forwarder {
     pub in_flight: Mutex<HashMap<String, String>>,
 }
 
+/// Removes an attempt's lease from those the heartbeat renews when the attempt ends, however
+/// it ends.
+struct InFlight<'a> {
+    forwarder: &'a Forwarder,
+    receipt_id: &'a str,
+    token: &'a str,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut leases) = self.forwarder.in_flight.lock() {
+            // Not a newer lease of the same record, taken since.
+            if leases.get(self.receipt_id).is_some_and(|t| t == self.token) {
+                leases.remove(self.receipt_id);
+            }
+        }
+    }
+}
+
 /// How long the forwarder sleeps when nothing is due and nothing wakes it.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
@@ -240,12 +259,30 @@ impl Forwarder {
     pub async fn deliver(&self, lease: Lease) {
         let started = now_millis();
         let org = lease.organization_id.clone();
-        let result = Attempt {
+        // Whatever happens to this attempt — even a panic — the heartbeat stops renewing its
+        // lease, so a stuck attempt can never hold its record for ever.
+        let _release = InFlight {
+            forwarder: self,
+            receipt_id: &lease.receipt_id,
+            token: &lease.token,
+        };
+        // An attempt is bounded by its lease (which outlasts every call it makes, each under
+        // the upstream timeout): one that takes longer is abandoned and tried again.
+        let attempt = Attempt {
             client: &self.client,
             store: &self.store,
-        }
-        .run(&lease)
-        .await;
+        };
+        let result = match tokio::time::timeout(self.lease, attempt.run(&lease)).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::Retry {
+                error: format!(
+                    "the attempt took longer than its lease ({} s) and was abandoned",
+                    self.lease.as_secs()
+                ),
+                http_status: None,
+                retry_after: None,
+            }),
+        };
         let health = match &result {
             Err(Failure::Retry { .. }) => breaker::Health::Failing,
             _ => breaker::Health::Up,

@@ -124,8 +124,7 @@ fn one_kfa_code(hits: &[(String, &Value)]) -> Vec<Found> {
 }
 
 /// A KFA code is checked against SATUSEHAT's KFA master, which gerbang does not hold: it
-/// must at least look like one (an 8-digit product code, or a vaccine group `VG…`), and the
-/// validator says it was not looked up.
+/// must at least look like one (an 8-digit product code, or a vaccine group `VG…`).
 fn kfa_codes_well_formed(hits: &[(String, &Value)]) -> Vec<Found> {
     let mut out = Vec::new();
     for (loc, v) in hits {
@@ -137,14 +136,8 @@ fn kfa_codes_well_formed(hits: &[(String, &Value)]) -> Vec<Found> {
             let at = format!("{loc}.coding[{i}].code");
             let product = code.len() == 8 && code.bytes().all(|b| b.is_ascii_digit());
             let group = code.strip_prefix("VG").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-            if product || group {
-                out.push(Found {
-                    at,
-                    detail: Some(format!("KFA code `{code}` not checked offline: SATUSEHAT looks it up in its KFA master")),
-                    code: IssueCode::Informational,
-                    severity: Some(Severity::Information),
-                });
-            } else {
+            // A well-formed one is noted as not checked offline by the terminology layer.
+            if !(product || group) {
                 out.push(Found {
                     code: IssueCode::CodeInvalid,
                     ..found(at, format!("`{code}` is not a KFA code (8 digits, or VG and digits)"))

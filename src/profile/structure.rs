@@ -631,6 +631,17 @@ impl Structures {
                         .at(format!("{loc}.code")),
                 );
             }
+        } else if EXTERNAL_SYSTEMS.contains(&system) {
+            // Known, but its codes are not held offline (SNOMED CT, LOINC, ICD-10, KFA …):
+            // SATUSEHAT looks them up; say so rather than stay silent.
+            out.push(
+                Issue::new(
+                    crate::fhir::Severity::Information,
+                    IssueCode::Informational,
+                    format!("`{code}` not checked offline: gerbang holds no list of the codes of {system}; SATUSEHAT looks it up"),
+                )
+                .at(format!("{loc}.code")),
+            );
         } else if !self.known_systems.contains(system)
             && !system.starts_with("http://sys-ids.kemkes.go.id/")
         {

@@ -1,4 +1,4 @@
-//! The integrator's tools, no server: `gerbang map` and `gerbang validate`.
+//! The integrator's tools, no server: `gerbang map`, `gerbang validate` and `gerbang rules`.
 
 mod common;
 
@@ -120,4 +120,47 @@ fn validate_refuses_what_is_not_fhir() {
     let (code, stdout, _) = run(&["validate", path.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(stdout.contains("resourceType"), "{stdout}");
+}
+
+#[test]
+fn rules_prints_every_rule_with_its_evidence_and_what_is_not_checked_offline() {
+    let (code, stdout, stderr) = run(&["rules", "--resource", "Immunization"]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("RULE"), "{}", lines[0]);
+    // Only Immunization.
+    assert!(
+        lines[1..]
+            .iter()
+            .filter(|l| !l.is_empty() && !l.contains("rule numbers"))
+            .all(|l| l.split_whitespace().nth(1) == Some("Immunization")),
+        "{stdout}"
+    );
+    // Seen refused on staging: an error, with that evidence.
+    let performer = lines
+        .iter()
+        .find(|l| l.starts_with("10307") && l.contains("performer.actor"))
+        .expect("rule 10307 performer function");
+    assert!(performer.contains("error") && performer.contains("seen refused"), "{performer}");
+    // Only the Kamus wording: a warning.
+    let recorded = lines
+        .iter()
+        .find(|l| l.starts_with("10451") && l.contains("recorded"))
+        .expect("rule 10451");
+    assert!(recorded.contains("warning"), "{recorded}");
+    // The table's own rows, derived.
+    assert!(
+        lines.iter().any(|l| l.starts_with("10820") && l.contains("references Observation")),
+        "{stdout}"
+    );
+    // What is not checked offline says why.
+    assert!(
+        lines.iter().any(|l| l.contains(" no ") && l.contains(':')),
+        "{stdout}"
+    );
+    let tally = lines.last().unwrap();
+    assert!(
+        tally.contains("of the rule table's 20 rule numbers for Immunization"),
+        "{tally}"
+    );
 }

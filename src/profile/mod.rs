@@ -133,7 +133,7 @@ impl Validator {
         let rt = fhir::resource_type(value).unwrap_or("");
         let mut out = self.profile_claims(value, profile, rt);
         out.extend(self.validate_content(value, ctx));
-        out
+        one_note_per_unchecked_system(out)
     }
 
     /// What `profile` (if given) and the resource's own `meta.profile` claim it is: a profile
@@ -359,6 +359,55 @@ fn utc_everywhere(resource: &Value, at: &str, already: &[String]) -> Outcome {
     }
     out.issues.reverse();
     out
+}
+
+/// Codes gerbang cannot check offline are noted once per code system, not once per code: the
+/// answer stays proportionate to what there is to say.
+fn one_note_per_unchecked_system(out: Outcome) -> Outcome {
+    let system_of = |i: &Issue| -> Option<String> {
+        (i.severity == fhir::Severity::Information)
+            .then(|| i.text.split_once(structure::NOT_CHECKED_OFFLINE))
+            .flatten()
+            .map(|(_, rest)| rest.split(';').next().unwrap_or(rest).to_string())
+    };
+    let mut codes: Vec<(String, Vec<String>)> = Vec::new();
+    for i in &out.issues {
+        if let Some(system) = system_of(i) {
+            let code = i.text.split('`').nth(1).unwrap_or("").to_string();
+            match codes.iter_mut().find(|(s, _)| *s == system) {
+                Some((_, c)) => c.push(code),
+                None => codes.push((system, vec![code])),
+            }
+        }
+    }
+    let mut issues = Vec::with_capacity(out.issues.len());
+    for mut i in out.issues {
+        let Some(system) = system_of(&i) else {
+            issues.push(i);
+            continue;
+        };
+        let Some(pos) = codes.iter().position(|(s, _)| *s == system) else {
+            continue; // already noted
+        };
+        let (_, all) = codes.swap_remove(pos);
+        let mut seen: Vec<String> = Vec::new();
+        for c in all {
+            if !seen.contains(&c) {
+                seen.push(c);
+            }
+        }
+        if seen.len() > 1 {
+            let n = seen.len();
+            let shown: Vec<String> = seen.iter().take(5).map(|c| format!("`{c}`")).collect();
+            i.text = format!(
+                "{n} codes of {system} not checked offline ({}{}): gerbang holds no list of its codes; SATUSEHAT looks them up",
+                shown.join(", "),
+                if n > 5 { ", …" } else { "" }
+            );
+        }
+        issues.push(i);
+    }
+    Outcome::from(issues)
 }
 
 fn looks_like_datetime(s: &str) -> bool {

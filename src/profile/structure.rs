@@ -135,6 +135,9 @@ const EXTERNAL_SYSTEMS: &[&str] = &[
     "http://terminology.kemkes.go.id/CodeSystem/encounter-discharge-disposition",
 ];
 
+/// What a note on a code gerbang cannot check offline says, between the code and its system.
+pub const NOT_CHECKED_OFFLINE: &str = " not checked offline: gerbang holds no list of the codes of ";
+
 /// Resolves a `urn:uuid:` reference to the resourceType of the Bundle entry it names.
 pub type Resolver<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -638,7 +641,7 @@ impl Structures {
                 Issue::new(
                     crate::fhir::Severity::Information,
                     IssueCode::Informational,
-                    format!("`{code}` not checked offline: gerbang holds no list of the codes of {system}; SATUSEHAT looks it up"),
+                    format!("`{code}`{NOT_CHECKED_OFFLINE}{system}; SATUSEHAT looks it up"),
                 )
                 .at(format!("{loc}.code")),
             );

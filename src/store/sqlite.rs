@@ -135,7 +135,13 @@ impl Sqlite {
     pub async fn vacuum(&self) -> Result<()> {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            open(&path).and_then(|c| Ok(c.execute_batch("PRAGMA incremental_vacuum;")?))
+            let c = open(&path)?;
+            // The pragma frees one page per step of its statement: step it to the end, or
+            // it gives back a single page.
+            let mut freeing = c.prepare("PRAGMA incremental_vacuum")?;
+            let mut pages = freeing.query([])?;
+            while pages.next()?.is_some() {}
+            Ok(())
         })
         .await
         .map_err(|e| StoreError::Database(e.to_string()))?

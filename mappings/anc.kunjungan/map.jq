@@ -4,7 +4,8 @@
 # pregnancy's ANC EpisodeOfCare, the visit Encounter (with the ANC visit code K1A…K6 as a
 # second identifier and a reference to the episode), one Condition per ICD-10 diagnosis, one
 # Observation per finding (LOINC + UCUM; Kemkes codes where SATUSEHAT's ANC use case has
-# them), the Td dose as an Immunization and the iron tablets (TTD) as a MedicationDispense.
+# them), the Td dose as an Immunization and the iron tablets (TTD) as a Medication (KFA), the
+# MedicationRequest that prescribes them and the MedicationDispense that hands them over.
 # Every resource carries http://sys-ids.kemkes.go.id/<kind>/<org> and a deterministic
 # urn:uuid, so sending the record again is recognised upstream. Optional input that is
 # absent becomes null here; gerbang removes nulls and empty elements from the output.
@@ -40,6 +41,46 @@ def laboratory: category("laboratory"; "Laboratory");
 # example writes midnight UTC. Midnight UTC keeps the calendar date readable; converting local
 # midnight would move the date to the previous day (2025-12-01 WIB → 2025-11-30T17:00Z).
 def date_as_datetime: "\(.)T00:00:00+00:00" | to_utc("WIB");
+
+# The iron tablets' signa as a structured dosage: signa_parts, timing_word and dosage are
+# rawat-jalan's (mappings/rawat-jalan/map.jq), copied unchanged so that a prescription reads
+# the same in both record types; change them there and here together.
+def unit_quantity($value; $satuan):
+  ($satuan | lookup("rawat-jalan-satuan")) as $u
+  | {value: $value, unit: $u.unit, system: $u.system, code: $u.code};
+
+def signa_parts:
+  [ ascii_downcase
+    | capture("^\\s*(?<f>[1-9][0-9]?)\\s*(?:x|×|dd)\\s*(?<d>1/2|½|1/4|¼|[0-9]+(?:[.,][0-9]+)?)(?:\\s*(?<rest>[^0-9].*))?$") ]
+  | first // null
+  | if . == null then null else
+      { frequency: (.f | tonumber),
+        dose: (if .d == "1/2" or .d == "½" then 0.5 elif .d == "1/4" or .d == "¼" then 0.25
+               else .d | sub(","; ".") | tonumber end),
+        word: ((.rest // "") | [capture("^\\s*(?<w>[a-z/]+)")] | first // null | if . then .w else null end) }
+    end;
+
+def timing_word: . as $w | $w == null or (["pagi", "siang", "sore", "malam", "sesudah", "sebelum", "setelah",
+  "saat", "sehari", "hari", "ac", "pc", "hs", "prn", "bila", "jika", "k/p"] | index([$w]) != null);
+
+def dosage($signa; $satuan; $route):
+  ($signa | signa_parts) as $p
+  | (if $p == null then null
+     elif $p.word != null and $tables["rawat-jalan-satuan"][$p.word] != null then
+       (if $tables["rawat-jalan-satuan"][$p.word].dose then $p.word else null end)
+     elif ($p.word | timing_word) and ($satuan | lookup("rawat-jalan-satuan")).implied then $satuan
+     else null end) as $dose_unit
+  | [{
+      sequence: 1,
+      text: $signa,
+      asNeededBoolean: (if $p and ($signa | ascii_downcase | test("(^|[^a-z])(k/p|prn|bila|jika)([^a-z]|$)")) then true else null end),
+      timing: (if $p then {repeat: {frequency: $p.frequency, period: 1, periodUnit: "d"}} else null end),
+      route: $route,
+      doseAndRate: (if $dose_unit then [{
+        type: concept("http://terminology.hl7.org/CodeSystem/dose-rate-type"; "ordered"; "Ordered"),
+        doseQuantity: unit_quantity($p.dose; $dose_unit)
+      }] else null end)
+    }];
 
 . as $r
 | ($r.zona_waktu // "WIB") as $tz
@@ -281,32 +322,78 @@ def date_as_datetime: "\(.)T00:00:00+00:00" | to_utc("WIB");
     | post_entry(full_url("Immunization/\($key)"))
   ] as $immunizations
 
+# The iron tablets, as rawat-jalan sends a prescription line: a Medication (KFA) and the
+# MedicationRequest that orders it, and — the tablets being handed over at the visit — the
+# MedicationDispense. SATUSEHAT's rule table requires the dispense to reference both
+# (medicationReference, rule 10138 HasToReferMedication; authorizingPrescription, rule 10393
+# HasToReferMedicationRequest); a Medication reference replaces medicationCodeableConcept
+# (medication[x] takes one). The visit is the prescription: the examiner orders, the visit's
+# end is when. TTD are tablets (quantity TAB), taken by mouth. The request names no
+# reasonReference: the tablets are given for the pregnancy itself, not for the visit's primary
+# diagnosis (in anc-k3-beberapa-diagnosis that is pre-eclampsia).
 | [ $r.ttd // empty
     | . as $t
-    | {
+    | full_url("Medication/ttd") as $med
+    | full_url("MedicationRequest/ttd") as $prescription
+    | local_key("ttd") as $no_resep
+    | ("tablet" | lookup("rawat-jalan-bentuk-sediaan")) as $form
+    | {value: $t.jumlah, unit: "TAB", system: "http://terminology.hl7.org/CodeSystem/v3-orderableDrugForm", code: "TAB"} as $tablets
+    | (if $t.signa then dosage($t.signa; "tablet"; concept("http://www.whocc.no/atc"; "O"; "Oral")) else null end) as $dosage
+    | ({
+        resourceType: "Medication",
+        identifier: [{use: "official", system: sys_id("medication"), value: local_key("obat/ttd")}],
+        extension: [{
+          url: "https://fhir.kemkes.go.id/r4/StructureDefinition/MedicationType",
+          valueCodeableConcept: ("NC" | lookup("rawat-jalan-medication-type")
+            | concept("http://terminology.kemkes.go.id/CodeSystem/medication-type"; .code; .display))
+        }],
+        code: {coding: [{system: kfa, code: $t.kfa_produk, display: $t.nama}], text: $t.nama},
+        status: "active",
+        form: concept("http://terminology.kemkes.go.id/CodeSystem/medication-form"; $form.code; $form.display)
+      }
+      | post_entry($med)),
+      ({
+        resourceType: "MedicationRequest",
+        identifier: [
+          {use: "official", system: sys_id("prescription"), value: $no_resep},
+          {use: "official", system: sys_id("prescription-item"), value: "\($no_resep)-1"}
+        ],
+        status: "completed",
+        intent: "order",
+        category: [concept("http://terminology.hl7.org/CodeSystem/medicationrequest-category"; "outpatient"; "Outpatient")],
+        medicationReference: (ref($med) + {display: $t.nama}),
+        subject: (ref($patient) + {display: $ibu.nama}),
+        encounter: ref($encounter),
+        authoredOn: $end,
+        requester: (ref($nakes) + {display: $r.pemeriksa.nama}),
+        dosageInstruction: $dosage,
+        dispenseRequest: {
+          quantity: $tablets,
+          performer: {reference: "Organization/\($org)"}
+        }
+      }
+      | post_entry($prescription)),
+      ({
         resourceType: "MedicationDispense",
         identifier: [{system: sys_id("medicationdispense"), value: local_key("ttd")}],
         status: "completed",
         category: concept("http://terminology.hl7.org/fhir/CodeSystem/medicationdispense-category"; "outpatient"; "Outpatient"),
-        medicationCodeableConcept: {coding: [{system: kfa, code: $t.kfa_produk}], text: $t.nama},
+        medicationReference: (ref($med) + {display: $t.nama}),
         subject: (ref($patient) + {display: $ibu.nama}),
         context: ref($encounter),
         performer: [{actor: (ref($nakes) + {display: $r.pemeriksa.nama})}],
         location: $where,
-        quantity: {value: $t.jumlah, unit: "TAB", system: "http://terminology.hl7.org/CodeSystem/v3-orderableDrugForm", code: "TAB"},
+        authorizingPrescription: [ref($prescription)],
+        quantity: $tablets,
         whenHandedOver: $end,
-        dosageInstruction: (if $t.signa then [{
-          sequence: 1,
-          text: $t.signa,
-          route: concept("http://www.whocc.no/atc"; "O"; "Oral")
-        }] else null end)
+        dosageInstruction: $dosage
       }
-    | post_entry(full_url("MedicationDispense/ttd"))
-  ] as $dispenses
+      | post_entry(full_url("MedicationDispense/ttd")))
+  ] as $iron_tablets
 
 | {
     resourceType: "Bundle",
     type: "transaction",
     entry: ([$patient_entry, $nakes_entry, $episode_entry, $encounter_entry]
-            + $conditions + $observations + $immunizations + $dispenses)
+            + $conditions + $observations + $immunizations + $iron_tablets)
   }

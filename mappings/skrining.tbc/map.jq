@@ -163,6 +163,13 @@ def visit_diagnosis: {code: "Z11.1", display: "Special screening examination for
         encounter: ref($encounter),
         authoredOn: $end,
         requester: (ref($nakes) + {display: $r.nakes.nama}),
+        # Who the person is referred to: SATUSEHAT's rule table makes performer mandatory
+        # (rule 10377), so a referral without it is refused. The record names the destination
+        # only in words (tujuan_rujukan, optional, sent as patientInstruction), which cannot
+        # become a Reference, and names no health worker there (the Kamus's example is a
+        # Practitioner; the table allows any reference). A referral found at a posyandu or
+        # pustu goes to the sender's own puskesmas: performer is the sending Organization.
+        performer: [{reference: "Organization/\($org)"}],
         reasonCode: [ $positive[]
                       | if .g.code != null and .g.system == "http://snomed.info/sct"
                         # rule 10064: reasonCode takes ICD-10, ICD-9-CM or SNOMED CT only

@@ -42,46 +42,6 @@ def laboratory: category("laboratory"; "Laboratory");
 # midnight would move the date to the previous day (2025-12-01 WIB → 2025-11-30T17:00Z).
 def date_as_datetime: "\(.)T00:00:00+00:00" | to_utc("WIB");
 
-# The iron tablets' signa as a structured dosage: signa_parts, timing_word and dosage are
-# rawat-jalan's (mappings/rawat-jalan/map.jq), copied unchanged so that a prescription reads
-# the same in both record types; change them there and here together.
-def unit_quantity($value; $satuan):
-  ($satuan | lookup("rawat-jalan-satuan")) as $u
-  | {value: $value, unit: $u.unit, system: $u.system, code: $u.code};
-
-def signa_parts:
-  [ ascii_downcase
-    | capture("^\\s*(?<f>[1-9][0-9]?)\\s*(?:x|×|dd)\\s*(?<d>1/2|½|1/4|¼|[0-9]+(?:[.,][0-9]+)?)(?:\\s*(?<rest>[^0-9].*))?$") ]
-  | first // null
-  | if . == null then null else
-      { frequency: (.f | tonumber),
-        dose: (if .d == "1/2" or .d == "½" then 0.5 elif .d == "1/4" or .d == "¼" then 0.25
-               else .d | sub(","; ".") | tonumber end),
-        word: ((.rest // "") | [capture("^\\s*(?<w>[a-z/]+)")] | first // null | if . then .w else null end) }
-    end;
-
-def timing_word: . as $w | $w == null or (["pagi", "siang", "sore", "malam", "sesudah", "sebelum", "setelah",
-  "saat", "sehari", "hari", "ac", "pc", "hs", "prn", "bila", "jika", "k/p"] | index([$w]) != null);
-
-def dosage($signa; $satuan; $route):
-  ($signa | signa_parts) as $p
-  | (if $p == null then null
-     elif $p.word != null and $tables["rawat-jalan-satuan"][$p.word] != null then
-       (if $tables["rawat-jalan-satuan"][$p.word].dose then $p.word else null end)
-     elif ($p.word | timing_word) and ($satuan | lookup("rawat-jalan-satuan")).implied then $satuan
-     else null end) as $dose_unit
-  | [{
-      sequence: 1,
-      text: $signa,
-      asNeededBoolean: (if $p and ($signa | ascii_downcase | test("(^|[^a-z])(k/p|prn|bila|jika)([^a-z]|$)")) then true else null end),
-      timing: (if $p then {repeat: {frequency: $p.frequency, period: 1, periodUnit: "d"}} else null end),
-      route: $route,
-      doseAndRate: (if $dose_unit then [{
-        type: concept("http://terminology.hl7.org/CodeSystem/dose-rate-type"; "ordered"; "Ordered"),
-        doseQuantity: unit_quantity($p.dose; $dose_unit)
-      }] else null end)
-    }];
-
 . as $r
 | ($r.zona_waktu // "WIB") as $tz
 | ($r.waktu_mulai | to_utc($tz)) as $start

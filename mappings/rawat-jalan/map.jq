@@ -18,11 +18,6 @@ def vital_signs: category("vital-signs"; "Vital Signs");
 def exam: category("exam"; "Exam");
 def laboratory: category("laboratory"; "Laboratory");
 
-# A Quantity in a prescription unit (mappings/tables/rawat-jalan-satuan.json).
-def unit_quantity($value; $satuan):
-  ($satuan | lookup("rawat-jalan-satuan")) as $u
-  | {value: $value, unit: $u.unit, system: $u.system, code: $u.code};
-
 # The KFA coding of a prescription line or compound ingredient: the record's own kfa_code,
 # else the facility formulary by its drug code (an unknown drug code is an error naming
 # mappings/tables/rawat-jalan-obat.json).
@@ -30,46 +25,6 @@ def kfa_coding:
   if .kfa_code then {system: kfa, code: .kfa_code, display: .nama_obat}
   else (.kd_obat | lookup("rawat-jalan-obat")) as $o | {system: kfa, code: $o.kfa, display: $o.display}
   end;
-
-# A signa of the common form "N x D [unit] [words]" ("3x1", "1x1 tablet pagi", "2 x 1/2 tab",
-# "3 dd 1") → {frequency, dose, word}; null for anything else ("k/p bila nyeri", "1-0-1"), which
-# is then sent as text only. A parsed signa that says it is taken when needed ("bila …",
-# "jika …", "k/p", "prn") also sets asNeededBoolean; its frequency is then a maximum per day.
-def signa_parts:
-  [ ascii_downcase
-    | capture("^\\s*(?<f>[1-9][0-9]?)\\s*(?:x|×|dd)\\s*(?<d>1/2|½|1/4|¼|[0-9]+(?:[.,][0-9]+)?)(?:\\s*(?<rest>[^0-9].*))?$") ]
-  | first // null
-  | if . == null then null else
-      { frequency: (.f | tonumber),
-        dose: (if .d == "1/2" or .d == "½" then 0.5 elif .d == "1/4" or .d == "¼" then 0.25
-               else .d | sub(","; ".") | tonumber end),
-        word: ((.rest // "") | [capture("^\\s*(?<w>[a-z/]+)")] | first // null | if . then .w else null end) }
-    end;
-
-# Words that may follow the dose without being its unit: the dose is then in the line's own
-# unit (satuan) — but only a countable one (tablet, kapsul, bungkus, tetes), never mL.
-def timing_word: . as $w | $w == null or (["pagi", "siang", "sore", "malam", "sesudah", "sebelum", "setelah",
-  "saat", "sehari", "hari", "ac", "pc", "hs", "prn", "bila", "jika", "k/p"] | index([$w]) != null);
-
-# dosageInstruction of one prescription line.
-def dosage($signa; $satuan; $route):
-  ($signa | signa_parts) as $p
-  | (if $p == null then null
-     elif $p.word != null and $tables["rawat-jalan-satuan"][$p.word] != null then
-       (if $tables["rawat-jalan-satuan"][$p.word].dose then $p.word else null end)
-     elif ($p.word | timing_word) and ($satuan | lookup("rawat-jalan-satuan")).implied then $satuan
-     else null end) as $dose_unit
-  | [{
-      sequence: 1,
-      text: $signa,
-      asNeededBoolean: (if $p and ($signa | ascii_downcase | test("(^|[^a-z])(k/p|prn|bila|jika)([^a-z]|$)")) then true else null end),
-      timing: (if $p then {repeat: {frequency: $p.frequency, period: 1, periodUnit: "d"}} else null end),
-      route: $route,
-      doseAndRate: (if $dose_unit then [{
-        type: concept("http://terminology.hl7.org/CodeSystem/dose-rate-type"; "ordered"; "Ordered"),
-        doseQuantity: unit_quantity($p.dose; $dose_unit)
-      }] else null end)
-    }];
 
 . as $r
 | ($r.zona_waktu // "WIB") as $tz

@@ -42,23 +42,53 @@ pub fn select<'a>(value: &'a Value, path: &str) -> Vec<(String, &'a Value)> {
 
 /// The steps of a path: split at dots outside brackets, so that
 /// `extension[url=https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode]` is one step.
-pub fn steps(path: &str) -> impl Iterator<Item = &str> {
-    let mut depth = 0usize;
-    let mut start = 0usize;
-    let mut cuts = Vec::new();
-    for (i, c) in path.char_indices() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth = depth.saturating_sub(1),
-            '.' if depth == 0 => {
-                cuts.push(&path[start..i]);
-                start = i + 1;
+pub fn steps(path: &str) -> Steps<'_> {
+    Steps { rest: Some(path) }
+}
+
+/// The iterator [`steps`] returns (no allocation: rules walk paths for every resource).
+pub struct Steps<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for Steps<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.rest?;
+        let mut depth = 0usize;
+        for (i, c) in rest.char_indices() {
+            match c {
+                '[' => depth += 1,
+                ']' => depth = depth.saturating_sub(1),
+                '.' if depth == 0 => {
+                    self.rest = Some(&rest[i + 1..]);
+                    return Some(&rest[..i]);
+                }
+                _ => {}
             }
-            _ => {}
         }
+        self.rest = None;
+        Some(rest)
     }
-    cuts.push(&path[start..]);
-    cuts.into_iter()
+}
+
+/// Whether the first step of `path` is there at all in `value` (a choice `x[x]` by any of its
+/// types): a rule about an absent element has nothing to walk.
+pub fn first_step_present(value: &Value, path: &str) -> bool {
+    let Some(map) = value.as_object() else {
+        return false;
+    };
+    let first = steps(path).next().unwrap_or("");
+    if let Some(prefix) = first.strip_suffix("[x]") {
+        return map.keys().any(|k| {
+            k.strip_prefix(prefix)
+                .and_then(|rest| rest.chars().next())
+                .is_some_and(char::is_uppercase)
+        });
+    }
+    let name = first.split('[').next().unwrap_or(first).trim_end_matches('*');
+    map.contains_key(name)
 }
 
 /// The children named `step` (`value[x]` for a choice) of every value in `current`.

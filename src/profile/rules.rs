@@ -8,7 +8,7 @@
 //! evidence that SATUSEHAT refuses makes it an error. This module knows the kinds of check;
 //! adding a rule is an edit to the data files, reviewed like code.
 
-use super::path::{is_present, join, select};
+use super::path::{first_step_present, is_present, join, select};
 use super::rule_table::{Aspect, Row as TableRow, Table};
 use crate::fhir::{Issue, IssueCode, Outcome, Severity};
 use chrono::{DateTime, Utc};
@@ -537,14 +537,31 @@ impl Rules {
             {
                 continue;
             }
+            // Most rules are about elements a given resource does not have: only a rule
+            // that asks for presence (or a custom check, which reads the resource) has
+            // anything to say then.
+            if !matches!(rule.check, Check::Required | Check::AnySystem(_) | Check::Custom(_))
+                && !first_step_present(resource, &rule.path)
+            {
+                continue;
+            }
             apply(rule, resource, at, ctx, &self.codes, &mut out);
         }
         // A hand-written rule and a derived one of another kind may find the same thing
         // (an offset, say): one problem, one issue.
-        let mut seen = HashSet::new();
-        out.issues
-            .retain(|i| seen.insert((i.severity, i.rule, i.expression.clone(), i.text.clone())));
-        out
+        let mut kept: Vec<Issue> = Vec::with_capacity(out.issues.len());
+        for i in out.issues {
+            let twice = kept.iter().any(|k| {
+                k.severity == i.severity
+                    && k.rule == i.rule
+                    && k.expression == i.expression
+                    && k.text == i.text
+            });
+            if !twice {
+                kept.push(i);
+            }
+        }
+        Outcome::from(kept)
     }
 }
 

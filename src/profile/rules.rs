@@ -526,6 +526,7 @@ impl Rules {
         let Some(rt) = resource.get("resourceType").and_then(Value::as_str) else {
             return out;
         };
+        let mut last: Option<(&str, Hits)> = None;
         for rule in self
             .by_resource
             .get(rt)
@@ -545,7 +546,13 @@ impl Rules {
             {
                 continue;
             }
-            apply(rule, resource, at, ctx, &self.codes, &mut out);
+            // Rules about one element come one after another (a date-time's format, future
+            // and earliest date): its values are selected once.
+            if last.as_ref().is_none_or(|(path, _)| *path != rule.path.as_str()) {
+                last = Some((rule.path.as_str(), select(resource, &rule.path)));
+            }
+            let hits = &last.as_ref().expect("selected above").1;
+            apply(rule, resource, hits, at, ctx, &self.codes, &mut out);
         }
         // A hand-written rule and a derived one of another kind may find the same thing
         // (an offset, say): one problem, one issue.
@@ -565,9 +572,14 @@ impl Rules {
     }
 }
 
+/// The values a rule's path selects, as [`select`] gives them.
+type Hits<'a> = Vec<(String, &'a Value)>;
+
+#[allow(clippy::too_many_arguments)]
 fn apply(
     rule: &Rule,
     resource: &Value,
+    hits: &Hits,
     at: &str,
     ctx: &RuleContext,
     codes: &HashMap<String, HashSet<String>>,
@@ -582,7 +594,6 @@ fn apply(
         i.rule = rule.rule;
         i
     };
-    let hits = select(resource, &rule.path);
     match &rule.check {
         Check::Required => {
             if !hits.iter().any(|(_, v)| is_present(v)) {
@@ -590,7 +601,7 @@ fn apply(
             }
         }
         Check::SystemIn(allowed) => {
-            for (loc, v) in &hits {
+            for (loc, v) in hits {
                 for (sys_loc, system) in systems_of(v, loc) {
                     match system {
                         None => out.push(issue(
@@ -616,7 +627,7 @@ fn apply(
         }
         Check::Utc | Check::Datetime => {
             let need_time = matches!(rule.check, Check::Datetime);
-            for (loc, v) in &hits {
+            for (loc, v) in hits {
                 let Some(s) = v.as_str() else { continue };
                 if let Some(utc) = crate::time::as_satusehat_utc(s) {
                     // Another offset (`+07:00`, `Z`): SATUSEHAT's servers accept it
@@ -631,7 +642,7 @@ fn apply(
             }
         }
         Check::NotFuture => {
-            for (loc, v) in &hits {
+            for (loc, v) in hits {
                 if let Some(t) = v.as_str().and_then(crate::time::parse_fhir) {
                     if (t - ctx.now).num_seconds() > FUTURE_TOLERANCE_SECS {
                         out.push(issue(
@@ -645,7 +656,7 @@ fn apply(
         }
         Check::NotBefore(date) => {
             let limit = crate::time::parse_fhir(date).expect("checked at load");
-            for (loc, v) in &hits {
+            for (loc, v) in hits {
                 if let Some(t) = v.as_str().and_then(crate::time::parse_fhir) {
                     if t < limit {
                         out.push(issue(
@@ -662,7 +673,7 @@ fn apply(
                 .into_iter()
                 .find_map(|(_, v)| v.as_str().and_then(crate::time::parse_fhir));
             if let Some(other_time) = other_time {
-                for (loc, v) in &hits {
+                for (loc, v) in hits {
                     if let Some(t) = v.as_str().and_then(crate::time::parse_fhir) {
                         if t <= other_time {
                             out.push(issue(
@@ -676,7 +687,7 @@ fn apply(
             }
         }
         Check::ReferenceTo(types) => {
-            for (loc, v) in &hits {
+            for (loc, v) in hits {
                 let Some(reference) = v.get("reference").and_then(Value::as_str) else {
                     continue;
                 };
@@ -697,7 +708,7 @@ fn apply(
             }
         }
         Check::Positive => {
-            for (loc, v) in &hits {
+            for (loc, v) in hits {
                 let positive = v.as_i64().map(|n| n > 0).or_else(|| v.as_f64().map(|n| n > 0.0));
                 if positive != Some(true) {
                     out.push(issue(IssueCode::Value, loc, Some(format!("found {v}"))));
@@ -705,21 +716,21 @@ fn apply(
             }
         }
         Check::NotNegative => {
-            for (loc, v) in &hits {
+            for (loc, v) in hits {
                 if v.as_f64().is_some_and(|n| n < 0.0) {
                     out.push(issue(IssueCode::Value, loc, Some(format!("found {v}"))));
                 }
             }
         }
         Check::NotBlank => {
-            for (loc, v) in &hits {
+            for (loc, v) in hits {
                 if v.as_str().is_some_and(|s| s.trim().is_empty()) {
                     out.push(issue(IssueCode::Value, loc, None));
                 }
             }
         }
         Check::CodeIn(systems) => {
-            for (loc, v) in &hits {
+            for (loc, v) in hits {
                 let Some(code) = v.as_str() else { continue };
                 let known = systems
                     .iter()
@@ -730,7 +741,7 @@ fn apply(
             }
         }
         Check::Custom(name) => {
-            for found in super::custom::run(name, &rule.path, resource, &hits, ctx) {
+            for found in super::custom::run(name, &rule.path, resource, hits, ctx) {
                 // A note (what was not checked offline) says only that, not the rule's text.
                 let note = found.severity == Some(Severity::Information);
                 let detail = found.detail.clone();
@@ -759,7 +770,7 @@ fn apply(
             }
         }
         Check::OneOf(values) => {
-            for (loc, v) in &hits {
+            for (loc, v) in hits {
                 if !values.contains(v) {
                     out.push(issue(
                         IssueCode::CodeInvalid,

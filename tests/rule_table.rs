@@ -6,7 +6,8 @@
 
 use gerbang::fhir::{Issue, Severity};
 use gerbang::profile::rule_table::{Aspect, Row, Step, Table};
-use gerbang::profile::rules::{Check, Covered, Rule};
+use gerbang::profile::rule_load::Covered;
+use gerbang::profile::rules::{Check, Rule};
 use gerbang::profile::{Context, Validator};
 use serde_json::{Map, Value, json};
 use std::path::Path;

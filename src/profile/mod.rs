@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod custom;
 pub mod datetime;
 pub mod path;
+pub mod rule_load;
 pub mod rule_table;
 pub mod rules;
 pub mod rules_page;

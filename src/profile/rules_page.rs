@@ -3,7 +3,8 @@
 //! that are not checked offline, with why. Pure: rules in, text out.
 
 use super::rule_table::Aspect;
-use super::rules::{Covered, Rules};
+use super::rule_load::Covered;
+use super::rules::Rules;
 use crate::fhir::Severity;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;

@@ -16,9 +16,12 @@ if [ ${#BUNDLES[@]} -eq 0 ]; then
            mappings/posyandu.balita/examples/bayi-9-bulan-imunisasi.bundle.json)
 fi
 TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/gerbang/target-bench}"
-WT="$(mktemp -d)/before"
-git worktree add --detach "$WT" "$REV" >/dev/null
-trap 'git worktree remove --force "$WT"' EXIT
+# The earlier revision's worktree stays (like the target directory), so a second run reuses
+# its build; remove it with `git worktree remove`.
+WT="${BEFORE_WORKTREE:-$HOME/.cache/gerbang/before-$REV}"
+if [ ! -d "$WT" ]; then
+  git worktree add --detach "$WT" "$REV" >/dev/null
+fi
 
 bench_bin() { # the validate bench binary built in $1
   (cd "$1" && CARGO_TARGET_DIR="$TARGET" cargo bench --no-run --bench validate --message-format=json 2>/dev/null) |

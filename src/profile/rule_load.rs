@@ -88,6 +88,38 @@ impl Rules {
                     ));
                 }
             }
+            // The table backs an error only for what its rows say of the element.
+            if r.evidence == Evidence::Table && r.severity == Severity::Error {
+                let says = |f: &dyn Fn(&TableRow) -> bool| rows.iter().any(|x| f(x));
+                let backed = match &r.check {
+                    Check::Required => true, // checked above, with its condition
+                    Check::SystemIn(_) | Check::AnySystem(_) | Check::CodeIn(_) => {
+                        says(&|x| !x.systems.is_empty())
+                    }
+                    Check::ReferenceTo(_) | Check::AnyReferenceTo(_) => {
+                        says(&|x| x.steps.iter().any(|s| !s.ref_allowed.is_empty()))
+                    }
+                    Check::Utc | Check::Datetime | Check::NotFuture | Check::NotBefore(_) => {
+                        says(&|x| x.aspects().contains(&Aspect::Time))
+                    }
+                    Check::Custom(name) => says(&|x| x.custom.as_deref() == Some(name.as_str())),
+                    Check::Positive | Check::NotNegative => {
+                        says(&|x| x.aspects().contains(&Aspect::Positive))
+                    }
+                    Check::NotBlank => says(&|x| x.aspects().contains(&Aspect::NotEmpty)),
+                    // Codes of the row's code system.
+                    Check::OneOf(_) => says(&|x| !x.systems.is_empty()),
+                    // Not a kind of check the table has (the order of two times): its
+                    // evidence must be stated.
+                    Check::After(_) => false,
+                };
+                if !backed {
+                    problems.push(format!(
+                        "{name}: the rule table's row says nothing of this ({}); state the evidence for an error (seen, r4) or make it a warning",
+                        r.check.kind()
+                    ));
+                }
+            }
             if r.evidence == Evidence::Kamus && r.severity == Severity::Error {
                 problems.push(format!("{name}: only the Kamus wording supports it, so it is a warning, not an error"));
             }

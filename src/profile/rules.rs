@@ -37,6 +37,9 @@ pub enum Check {
     After(String),
     /// Every Reference at the path points to one of these resource types.
     ReferenceTo(Vec<String>),
+    /// At least one of the References at the path (when there are any) points to one of
+    /// these resource types; the others may point elsewhere.
+    AnyReferenceTo(Vec<String>),
     /// An integer greater than zero.
     Positive,
     /// One of these exact values (codes, booleans, strings).
@@ -66,6 +69,7 @@ impl Check {
             Check::NotBefore(_) => "not-before",
             Check::After(_) => "after",
             Check::ReferenceTo(_) => "reference-to",
+            Check::AnyReferenceTo(_) => "any-reference-to",
             Check::Positive => "positive",
             Check::OneOf(_) => "one-of",
             Check::AnySystem(_) => "any-system",
@@ -87,6 +91,7 @@ impl Check {
             Check::NotBefore(d) => format!("not before {d}"),
             Check::After(p) => format!("later than {p}"),
             Check::ReferenceTo(t) => format!("references {}", t.join(" or ")),
+            Check::AnyReferenceTo(t) => format!("at least one references {}", t.join(" or ")),
             Check::Positive => "greater than zero".into(),
             Check::OneOf(v) => format!(
                 "one of {}",
@@ -470,17 +475,23 @@ fn apply(
                 }
             }
         }
+        Check::AnyReferenceTo(types) => {
+            let targets: Vec<(String, String)> = hits
+                .iter()
+                .filter_map(|(loc, v)| Some((loc.clone(), target_of(v, ctx)?)))
+                .collect();
+            if !targets.is_empty() && !targets.iter().any(|(_, t)| types.contains(t)) {
+                let (loc, t) = &targets[0];
+                out.push(issue(
+                    IssueCode::Invalid,
+                    &format!("{loc}.reference"),
+                    Some(format!("points to {t}; expected one {}", types.join(" or "))),
+                ));
+            }
+        }
         Check::ReferenceTo(types) => {
             for (loc, v) in hits {
-                let Some(reference) = v.get("reference").and_then(Value::as_str) else {
-                    continue;
-                };
-                let target = if reference.starts_with("urn:uuid:") {
-                    (ctx.resolve)(reference)
-                } else {
-                    reference.split('/').rev().nth(1).map(str::to_string)
-                };
-                if let Some(t) = target {
+                if let Some(t) = target_of(v, ctx) {
                     if !types.iter().any(|x| *x == t) {
                         out.push(issue(
                             IssueCode::Invalid,
@@ -564,6 +575,16 @@ fn apply(
                 }
             }
         }
+    }
+}
+
+/// The resource type a Reference points to (a `urn:uuid:` one resolved in its Bundle).
+fn target_of(v: &Value, ctx: &RuleContext) -> Option<String> {
+    let reference = v.get("reference").and_then(Value::as_str)?;
+    if reference.starts_with("urn:uuid:") {
+        (ctx.resolve)(reference)
+    } else {
+        reference.split('/').rev().nth(1).map(str::to_string)
     }
 }
 

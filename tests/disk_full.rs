@@ -56,12 +56,15 @@ impl Drop for Mount {
 async fn a_full_disk_refuses_new_records_is_not_ready_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let Some(_mount) = Mount::new(&data, "4m") else {
+    let Some(_mount) = Mount::new(&data, "16m") else {
         return;
     };
-    // Room to take back later.
+    // Room to take back later: more than the store needs to deliver everything it took in
+    // meanwhile. Each delivery commits into SQLite's write-ahead log, which grows up to its
+    // checkpoint (1,000 pages, 4 MB) before it is copied into the database; with only 1 MB
+    // given back the log filled the disk again halfway through the deliveries.
     let filler = data.join("filler");
-    std::fs::write(&filler, vec![0u8; 1024 * 1024]).unwrap();
+    std::fs::write(&filler, vec![0u8; 12 * 1024 * 1024]).unwrap();
     // Keep 1 MB free (the default, 64 MB, is more than this whole disk). Retries and the
     // breaker stay short: how long the records waited while SATUSEHAT was down must not
     // decide how long they take once it is back.

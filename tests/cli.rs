@@ -141,7 +141,10 @@ fn rules_prints_every_rule_with_its_evidence_and_what_is_not_checked_offline() {
         .iter()
         .find(|l| l.starts_with("10307") && l.contains("performer.actor"))
         .expect("rule 10307 performer function");
-    assert!(performer.contains("error") && performer.contains("seen refused"), "{performer}");
+    assert!(
+        performer.contains("error") && performer.contains("seen refused"),
+        "{performer}"
+    );
     // Only the Kamus wording: a warning.
     let recorded = lines
         .iter()
@@ -150,7 +153,9 @@ fn rules_prints_every_rule_with_its_evidence_and_what_is_not_checked_offline() {
     assert!(recorded.contains("warning"), "{recorded}");
     // The table's own rows, derived.
     assert!(
-        lines.iter().any(|l| l.starts_with("10820") && l.contains("references Observation")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("10820") && l.contains("references Observation")),
         "{stdout}"
     );
     // What is not checked offline says why.

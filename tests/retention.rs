@@ -50,7 +50,10 @@ fn db_size(data: &Path) -> (u64, u64) {
     };
     let used = (pragma("page_count") - pragma("freelist_count")) * pragma("page_size");
     let on_disk = |f: &str| std::fs::metadata(data.join(f)).map_or(0, |m| m.len());
-    (used, on_disk("gerbang.sqlite3") + on_disk("gerbang.sqlite3-wal"))
+    (
+        used,
+        on_disk("gerbang.sqlite3") + on_disk("gerbang.sqlite3-wal"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,8 +5,8 @@
 //! and one that passes it.
 
 use gerbang::fhir::{Issue, Severity};
-use gerbang::profile::rule_table::{Aspect, Row, Step, Table};
 use gerbang::profile::rule_load::Covered;
+use gerbang::profile::rule_table::{Aspect, Row, Step, Table};
 use gerbang::profile::rules::{Check, Rule};
 use gerbang::profile::{Context, Validator};
 use serde_json::{Map, Value, json};
@@ -46,12 +46,21 @@ fn every_row_of_the_table_is_implemented_or_excepted() {
     let validator = Validator::load(&root().join("profiles")).unwrap();
     let table = table();
     let coverage = validator.rules().coverage();
-    assert_eq!(coverage.len(), table.rows.len(), "one coverage line per row");
+    assert_eq!(
+        coverage.len(),
+        table.rows.len(),
+        "one coverage line per row"
+    );
     // 1,161 lines less the pasted-twice copies.
     assert!(table.rows.len() > 1050, "{} rows", table.rows.len());
     for (row, cov) in table.rows.iter().zip(coverage) {
         let aspects: Vec<Aspect> = cov.aspects.iter().map(|(a, _)| *a).collect();
-        assert_eq!(aspects, row.aspects(), "line {}: every aspect is covered", row.line);
+        assert_eq!(
+            aspects,
+            row.aspects(),
+            "line {}: every aspect is covered",
+            row.line
+        );
     }
     // Every exception names an aspect some row has: a stale exception is an error too.
     for x in &table.exceptions.not_checked {
@@ -59,10 +68,15 @@ fn every_row_of_the_table_is_implemented_or_excepted() {
             c.number == Some(x.rule)
                 && c.resource == x.resource
                 && c.aspects.iter().any(|(a, cov)| {
-                    a.as_str() == x.aspect && matches!(cov, Covered::NotChecked(r) if *r == x.reason)
+                    a.as_str() == x.aspect
+                        && matches!(cov, Covered::NotChecked(r) if *r == x.reason)
                 })
         });
-        assert!(used, "exception {} {} {} matches no uncovered aspect", x.rule, x.resource, x.aspect);
+        assert!(
+            used,
+            "exception {} {} {} matches no uncovered aspect",
+            x.rule, x.resource, x.aspect
+        );
     }
 }
 
@@ -78,9 +92,15 @@ fn a_row_neither_implemented_nor_excepted_stops_the_validator_from_loading() {
         .expect("AppointmentSlotCheck is excepted")
         .to_string();
     std::fs::write(&path, text.replace(&format!("{line}\n"), "")).unwrap();
-    let err = Validator::load(dir.path()).err().expect("load fails").to_string();
+    let err = Validator::load(dir.path())
+        .err()
+        .expect("load fails")
+        .to_string();
     assert!(err.contains("10982 Appointment slot"), "{err}");
-    assert!(err.contains("custom aspect is neither implemented"), "{err}");
+    assert!(
+        err.contains("custom aspect is neither implemented"),
+        "{err}"
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -108,15 +128,28 @@ fn good_leaf(row: &Row, step: &Step) -> Value {
     let system = row
         .systems
         .first()
-        .map(|s| format!("{s}/").replace("/:id/", &format!("/{ORG}/")).replace("/:skipid/", "/123/"))
+        .map(|s| {
+            format!("{s}/")
+                .replace("/:id/", &format!("/{ORG}/"))
+                .replace("/:skipid/", "/123/")
+        })
         .map(|s| s.trim_end_matches('/').to_string());
     let target = step.ref_allowed.first().map_or("Patient", String::as_str);
     match step.kind.as_str() {
         "Reference" | "ReferenceArray" => json!({"reference": format!("{target}/1")}),
-        "CodeableConcept" => json!({"coding": [{"system": system.unwrap_or("http://example.org".into()), "code": "x"}]}),
-        "Coding" | "CodingArray" => json!({"system": system.unwrap_or("http://example.org".into()), "code": "x"}),
-        "Identifier" => json!({"system": system.unwrap_or("http://example.org".into()), "value": "x"}),
-        "dateTime" | "FutureDateTime" | "dateTimeWithoutLimit" | "CoverageDateTime"
+        "CodeableConcept" => {
+            json!({"coding": [{"system": system.unwrap_or("http://example.org".into()), "code": "x"}]})
+        }
+        "Coding" | "CodingArray" => {
+            json!({"system": system.unwrap_or("http://example.org".into()), "code": "x"})
+        }
+        "Identifier" => {
+            json!({"system": system.unwrap_or("http://example.org".into()), "value": "x"})
+        }
+        "dateTime"
+        | "FutureDateTime"
+        | "dateTimeWithoutLimit"
+        | "CoverageDateTime"
         | "ImmunizationDateTime" => json!("2026-01-01T00:00:00+00:00"),
         "PatientDateTime" | "Date" | "FutureDate" => json!("2026-01-01"),
         "Code" | "code" | "CodeArray" => json!(first_code(&row.systems)),
@@ -131,7 +164,8 @@ fn good_leaf(row: &Row, step: &Step) -> Value {
 /// A code of the first of these systems gerbang holds whole (R4's code systems).
 fn first_code(systems: &[String]) -> String {
     static CODES: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
-    let codes = CODES.get_or_init(|| serde_json::from_str(&read("profiles/r4/code-systems.json")).unwrap());
+    let codes =
+        CODES.get_or_init(|| serde_json::from_str(&read("profiles/r4/code-systems.json")).unwrap());
     systems
         .iter()
         .find_map(|s| codes[s.as_str()][0].as_str())
@@ -236,24 +270,40 @@ fn every_check_derived_from_a_row_is_broken_and_passed() {
                     .rules()
                     .for_resource(&row.resource)
                     .iter()
-                    .filter(|r| r.from_table && r.rule == row.number && matches!(r.check, Check::CodeIn(_)) && r.path == row.path())
+                    .filter(|r| {
+                        r.from_table
+                            && r.rule == row.number
+                            && matches!(r.check, Check::CodeIn(_))
+                            && r.path == row.path()
+                    })
                     .cloned()
                     .collect(),
             };
             for rule in derived {
                 // A rule written by hand replaces a derived one of the same kind.
-                let live = validator.rules().for_resource(&row.resource).iter().any(|r| {
-                    r.from_table && r.rule == rule.rule && r.path == rule.path && r.check.kind() == rule.check.kind()
-                });
+                let live = validator
+                    .rules()
+                    .for_resource(&row.resource)
+                    .iter()
+                    .any(|r| {
+                        r.from_table
+                            && r.rule == rule.rule
+                            && r.path == rule.path
+                            && r.check.kind() == rule.check.kind()
+                    });
                 if !live {
                     continue;
                 }
-                let Some(leaf) = row.steps.last() else { continue };
+                let Some(leaf) = row.steps.last() else {
+                    continue;
+                };
                 let good = good_leaf(row, leaf);
                 let (passing, loc) = build(row, good.clone());
                 let expect = |issues: &[Issue], at: &str| {
                     issues.iter().any(|i| {
-                        i.rule == rule.rule && i.severity == Severity::Error && i.expression.as_deref() == Some(at)
+                        i.rule == rule.rule
+                            && i.severity == Severity::Error
+                            && i.expression.as_deref() == Some(at)
                     })
                 };
                 let (bad, at) = match &rule.check {
@@ -276,7 +326,10 @@ fn every_check_derived_from_a_row_is_broken_and_passed() {
                             (r, format!("{l}{suffix}"))
                         }
                         None => {
-                            failures.push(format!("line {}: no breaking value for {:?}", row.line, rule.check));
+                            failures.push(format!(
+                                "line {}: no breaking value for {:?}",
+                                row.line, rule.check
+                            ));
                             continue;
                         }
                     },
@@ -290,13 +343,21 @@ fn every_check_derived_from_a_row_is_broken_and_passed() {
                         rule.rule,
                         row.resource,
                         rule.check.kind(),
-                        issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n    ")
+                        issues
+                            .iter()
+                            .map(|i| i.to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n    ")
                     ));
                 }
                 let issues = validate(&validator, &passing);
                 let wrong: Vec<String> = issues
                     .iter()
-                    .filter(|i| i.rule == rule.rule && i.severity == Severity::Error && i.expression.as_deref().is_some_and(|e| e.starts_with(&loc)))
+                    .filter(|i| {
+                        i.rule == rule.rule
+                            && i.severity == Severity::Error
+                            && i.expression.as_deref().is_some_and(|e| e.starts_with(&loc))
+                    })
                     .filter(|i| i.text.starts_with(&rule.text))
                     .map(|i| i.to_string())
                     .collect();
@@ -315,5 +376,10 @@ fn every_check_derived_from_a_row_is_broken_and_passed() {
     }
     assert!(skipped.len() <= 3, "rows skipped: {skipped:?}");
     assert!(checked > 400, "only {checked} derived checks exercised");
-    assert!(failures.is_empty(), "{} failure(s):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -34,7 +34,10 @@ fn corpus() -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for dir in ["valid", "invalid"] {
         let d = manifest_dir().join("tests/conformance").join(dir);
-        let mut paths: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut paths: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         paths.sort();
         for p in paths {
             let case: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
@@ -62,8 +65,9 @@ fn own_identity(resource: &Value) -> bool {
         _ => Vec::new(),
     };
     ids.iter().any(|i| {
-        i["system"].as_str().is_some_and(|s| s.starts_with("http://sys-ids.kemkes.go.id/") && s.ends_with(&format!("/{ORG}")))
-            && i["value"].is_string()
+        i["system"].as_str().is_some_and(|s| {
+            s.starts_with("http://sys-ids.kemkes.go.id/") && s.ends_with(&format!("/{ORG}"))
+        }) && i["value"].is_string()
     })
 }
 
@@ -72,12 +76,22 @@ async fn validate_dollar_validate_ingest_and_the_sandbox_agree() {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::start(dir.path(), None);
     // ~1,000 requests in seconds: rate limits are another test's business.
-    let cfg = write_config(dir.path(), &sandbox.url, "[limits]\nrequests_per_second = 0\n");
+    let cfg = write_config(
+        dir.path(),
+        &sandbox.url,
+        "[limits]\nrequests_per_second = 0\n",
+    );
     let key = add_facility(&cfg, "simrs-fhir", ORG);
     let gw = Gateway::start(dir.path(), Some(&cfg), &[]);
     let token: Value = client()
-        .post(format!("{}/oauth2/v1/accesstoken?grant_type=client_credentials", sandbox.url))
-        .form(&[("client_id", "gerbang-demo"), ("client_secret", "gerbang-demo-secret")])
+        .post(format!(
+            "{}/oauth2/v1/accesstoken?grant_type=client_credentials",
+            sandbox.url
+        ))
+        .form(&[
+            ("client_id", "gerbang-demo"),
+            ("client_secret", "gerbang-demo-secret"),
+        ])
         .send()
         .await
         .unwrap()
@@ -93,7 +107,14 @@ async fn validate_dollar_validate_ingest_and_the_sandbox_agree() {
     let file = dir.path().join("corpus.ndjson");
     std::fs::write(&file, ndjson).unwrap();
     let out = std::process::Command::new(BIN)
-        .args(["--config", cfg.to_str().unwrap(), "validate", file.to_str().unwrap(), "--org", ORG])
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "validate",
+            file.to_str().unwrap(),
+            "--org",
+            ORG,
+        ])
         .current_dir(dir.path())
         .output()
         .unwrap();
@@ -109,7 +130,13 @@ async fn validate_dollar_validate_ingest_and_the_sandbox_agree() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|i| i["diagnostics"].as_str().unwrap_or("").starts_with(&prefix) || i["details"]["text"].as_str().unwrap_or("").starts_with(&prefix))
+            .filter(|i| {
+                i["diagnostics"].as_str().unwrap_or("").starts_with(&prefix)
+                    || i["details"]["text"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with(&prefix)
+            })
             .cloned()
             .collect();
         let by_cli = errors(&json!({"issue": cli_issues}), rt);
@@ -124,7 +151,9 @@ async fn validate_dollar_validate_ingest_and_the_sandbox_agree() {
             .unwrap();
         let by_validate = errors(&r.json::<Value>().await.unwrap(), rt);
         if by_validate != by_cli {
-            disagreements.push(format!("{name}: $validate {by_validate:?} but gerbang validate {by_cli:?}"));
+            disagreements.push(format!(
+                "{name}: $validate {by_validate:?} but gerbang validate {by_cli:?}"
+            ));
         }
 
         // The sandbox: the resource in a transaction Bundle.
@@ -143,18 +172,28 @@ async fn validate_dollar_validate_ingest_and_the_sandbox_agree() {
             .unwrap();
         let status = r.status().as_u16();
         let body: Value = r.json().await.unwrap_or(Value::Null);
-        let by_sandbox = if status < 300 { BTreeSet::new() } else { errors(&body, rt) };
+        let by_sandbox = if status < 300 {
+            BTreeSet::new()
+        } else {
+            errors(&body, rt)
+        };
         // Refused for what only a server knows (an unknown reference, a duplicate) is not a
         // validation verdict: it may follow only an error-free validation.
         let state_only = status >= 300
-            && body["issue"].as_array().into_iter().flatten().all(|i| i["code"] == "not-found" || i["code"] == "duplicate");
+            && body["issue"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|i| i["code"] == "not-found" || i["code"] == "duplicate");
         if state_only {
             refused_upstream += 1;
             if !by_cli.is_empty() {
                 disagreements.push(format!("{name}: the sandbox refused it only for server state, the validator for {by_cli:?}"));
             }
         } else if by_sandbox != by_cli {
-            disagreements.push(format!("{name}: the sandbox ({status}) {by_sandbox:?} but gerbang validate {by_cli:?}"));
+            disagreements.push(format!(
+                "{name}: the sandbox ({status}) {by_sandbox:?} but gerbang validate {by_cli:?}"
+            ));
         }
 
         // Ingest: pushed as the facility's own FHIR, which needs the sender's own identifier
@@ -177,21 +216,33 @@ async fn validate_dollar_validate_ingest_and_the_sandbox_agree() {
             200..=299 => {
                 ingested += 1;
                 if !by_cli.is_empty() {
-                    disagreements.push(format!("{name}: ingest accepted it ({status}); gerbang validate: {by_cli:?}"));
+                    disagreements.push(format!(
+                        "{name}: ingest accepted it ({status}); gerbang validate: {by_cli:?}"
+                    ));
                 }
             }
             422 => {
                 ingested += 1;
                 let by_ingest = errors(&body, rt);
                 if by_ingest != by_cli {
-                    disagreements.push(format!("{name}: ingest {by_ingest:?} but gerbang validate {by_cli:?}"));
+                    disagreements.push(format!(
+                        "{name}: ingest {by_ingest:?} but gerbang validate {by_cli:?}"
+                    ));
                 }
             }
             _ => {}
         }
     }
-    assert!(disagreements.is_empty(), "{} disagreement(s):\n{}", disagreements.len(), disagreements.join("\n"));
-    assert!(ingested > 80, "only {ingested} cases reached ingest's validation");
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreement(s):\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
+    assert!(
+        ingested > 80,
+        "only {ingested} cases reached ingest's validation"
+    );
     let _ = refused_upstream;
     let _ = Path::new("");
 }

@@ -1,14 +1,14 @@
 //! Running mapping programs written in jq (the jaq crates).
 //!
 //! A program is compiled once when mappings are loaded and then run for every record. Values
-//! cross between serde_json and jaq as JSON text, which keeps decimals such as `1.50` exactly
-//! as the facility wrote them (jaq reads them as decimal strings, serde_json writes them back
-//! verbatim with `arbitrary_precision`).
+//! cross between serde_json and jaq value by value, never as JSON text, and decimals such as
+//! `1.50` stay exactly as the facility wrote them (jaq holds them as decimal strings, serde_json
+//! keeps their text with `arbitrary_precision`).
 
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::native::{Fun, bome, unary, v};
 use jaq_core::{Compiler, Ctx, Native, Vars, data};
-use jaq_json::Val;
+use jaq_json::{Num, Val};
 use serde_json::Value;
 
 type Data = data::JustLut<Val>;
@@ -153,14 +153,67 @@ fn error_text(e: &jaq_core::Error<Val>) -> RunError {
     }
 }
 
+/// serde_json → jaq, value by value (no JSON text in between). A number keeps its text:
+/// integers become jaq integers, everything else a decimal string, exactly as jaq's own
+/// parser reads them, so `1.50` stays `1.50`.
 fn to_jaq(v: &Value) -> Result<Val, String> {
-    let text = serde_json::to_vec(v).map_err(|e| e.to_string())?;
-    jaq_json::read::parse_single(&text).map_err(|e| format!("{e:?}"))
+    Ok(match v {
+        Value::Null => Val::Null,
+        Value::Bool(b) => Val::Bool(*b),
+        Value::Number(n) => Val::Num(num_to_jaq(n.as_str())),
+        Value::String(s) => Val::from(s.clone()),
+        Value::Array(items) => items.iter().map(to_jaq).collect::<Result<Val, _>>()?,
+        Value::Object(fields) => {
+            let mut map = jaq_json::Map::with_capacity_and_hasher(fields.len(), Default::default());
+            for (k, x) in fields {
+                map.insert(Val::from(k.clone()), to_jaq(x)?);
+            }
+            Val::obj(map)
+        }
+    })
 }
 
+fn num_to_jaq(text: &str) -> Num {
+    let integer = !text.contains(['.', 'e', 'E']);
+    match integer.then(|| Num::from_str_radix(text, 10)).flatten() {
+        Some(n) => n,
+        None => Num::Dec(jaq_json::Rc::new(text.to_string())),
+    }
+}
+
+/// jaq → serde_json, value by value. Decimals keep their text; what JSON cannot hold (an
+/// object key that is not a string, a byte string) is an error naming it.
 fn from_jaq(v: &Val) -> Result<Value, String> {
-    serde_json::from_str(&v.to_string())
-        .map_err(|e| format!("the mapping produced a value that is not JSON: {e}"))
+    Ok(match v {
+        Val::Null => Value::Null,
+        Val::Bool(b) => Value::Bool(*b),
+        Val::Num(Num::Int(i)) => Value::from(*i as i64),
+        Val::Num(Num::Dec(text)) => Value::Number(text.parse().map_err(|e| {
+            format!("the mapping produced a number that is not JSON ({text}): {e}")
+        })?),
+        // Floats (results of arithmetic) and big integers: as jaq writes them.
+        Val::Num(_) => serde_json::from_str(&v.to_string())
+            .map_err(|e| format!("the mapping produced a number that is not JSON ({v}): {e}"))?,
+        Val::TStr(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+        Val::BStr(_) => {
+            return Err(format!(
+                "the mapping produced a byte string ({v}), which is not JSON"
+            ));
+        }
+        Val::Arr(items) => Value::Array(items.iter().map(from_jaq).collect::<Result<_, _>>()?),
+        Val::Obj(fields) => {
+            let mut map = serde_json::Map::with_capacity(fields.len());
+            for (k, x) in fields.iter() {
+                let Val::TStr(key) = k else {
+                    return Err(format!(
+                        "the mapping produced an object key that is not a string ({k})"
+                    ));
+                };
+                map.insert(String::from_utf8_lossy(key).into_owned(), from_jaq(x)?);
+            }
+            Value::Object(map)
+        }
+    })
 }
 
 fn prelude_defs() -> impl Iterator<Item = jaq_core::load::parse::Def<&'static str>> {
@@ -270,6 +323,34 @@ mod tests {
         assert_eq!(serde_json::to_string(&out).unwrap(), r#"{"w":1.50}"#);
     }
 
+    #[test]
+    fn values_cross_both_ways_unchanged() {
+        // Key order, decimals, exponents, integers beyond 64 bits, escapes and non-ASCII text.
+        let text = r#"{"z":1,"a":[0.10,-2.5e3,12345678901234567890123,null,true],"é":"Dewi \"Ani\"\n","n":{"x":-7}}"#;
+        let input: Value = serde_json::from_str(text).unwrap();
+        let out = run(".", input.clone()).unwrap();
+        // serde_json itself writes an exponent with its sign (`-2.5e+3`).
+        assert_eq!(
+            serde_json::to_string(&input).unwrap(),
+            text.replace("e3", "e+3")
+        );
+        assert_eq!(
+            serde_json::to_string(&out).unwrap(),
+            serde_json::to_string(&input).unwrap()
+        );
+    }
+
+    #[test]
+    fn arithmetic_and_non_json_results() {
+        let out = run(
+            "{s: (.a + .b), i: (.a * 2), h: (1 / 2)}",
+            json!({"a": 3, "b": 0.5}),
+        )
+        .unwrap();
+        assert_eq!(out, json!({"s": 3.5, "i": 6, "h": 0.5}));
+        let err = run("{(1): 2}", json!({})).unwrap_err();
+        assert!(err.contains("not a string"), "{err}");
+    }
     #[test]
     fn prelude_and_natives() {
         let out = run(r#"{s: sys_id("encounter"), u: full_url("Encounter"), t: ("2026-05-12T08:30" | to_utc("WITA")), x: ("P" | lookup("sex"))}"#, json!({})).unwrap();

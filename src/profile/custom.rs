@@ -43,7 +43,8 @@ fn found(at: impl Into<String>, detail: impl Into<String>) -> Found {
 
 const KFA: &str = "http://sys-ids.kemkes.go.id/kfa";
 const V2_0443: &str = "http://terminology.hl7.org/CodeSystem/v2-0443";
-const ADMINISTRATIVE_CODE: &str = "https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode";
+const ADMINISTRATIVE_CODE: &str =
+    "https://fhir.kemkes.go.id/r4/StructureDefinition/administrativeCode";
 
 /// Run the check `name` over the values its rule's path selected (`hits`).
 pub fn run(
@@ -81,7 +82,10 @@ fn periods_in_order(hits: &[(String, &Value)]) -> Vec<Found> {
         };
         if let (Some(start), Some(end)) = (time("start"), time("end")) {
             if end < start {
-                out.push(found(format!("{loc}.period.end"), "the period ends before it starts"));
+                out.push(found(
+                    format!("{loc}.period.end"),
+                    "the period ends before it starts",
+                ));
             }
         }
     }
@@ -98,7 +102,12 @@ fn sender_is_provider(hits: &[(String, &Value)], ctx: &RuleContext) -> Vec<Found
     hits.iter()
         .filter_map(|(loc, v)| {
             let r = v.get("reference").and_then(Value::as_str)?;
-            (r != want).then(|| found(format!("{loc}.reference"), format!("found `{r}`; the sender is {want}")))
+            (r != want).then(|| {
+                found(
+                    format!("{loc}.reference"),
+                    format!("found `{r}`; the sender is {want}"),
+                )
+            })
         })
         .collect()
 }
@@ -135,12 +144,17 @@ fn kfa_codes_well_formed(hits: &[(String, &Value)]) -> Vec<Found> {
             let code = c.get("code").and_then(Value::as_str).unwrap_or("");
             let at = format!("{loc}.coding[{i}].code");
             let product = code.len() == 8 && code.bytes().all(|b| b.is_ascii_digit());
-            let group = code.strip_prefix("VG").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            let group = code
+                .strip_prefix("VG")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
             // A well-formed one is noted as not checked offline by the terminology layer.
             if !(product || group) {
                 out.push(Found {
                     code: IssueCode::CodeInvalid,
-                    ..found(at, format!("`{code}` is not a KFA code (8 digits, or VG and digits)"))
+                    ..found(
+                        at,
+                        format!("`{code}` is not a KFA code (8 digits, or VG and digits)"),
+                    )
                 });
             }
         }
@@ -154,13 +168,19 @@ fn not_expired(resource: &Value, hits: &[(String, &Value)]) -> Vec<Found> {
         .get("occurrenceDateTime")
         .and_then(Value::as_str)
         .map(|s| s.get(..10).unwrap_or(s).to_string());
-    let Some(given) = given else { return Vec::new() };
+    let Some(given) = given else {
+        return Vec::new();
+    };
     hits.iter()
         .filter_map(|(loc, v)| {
             let exp = v.as_str()?;
             // Both are YYYY-MM-DD here, so text order is date order.
-            (exp.len() == 10 && exp < given.as_str())
-                .then(|| found(loc.clone(), format!("expired on {exp}, before the dose on {given}")))
+            (exp.len() == 10 && exp < given.as_str()).then(|| {
+                found(
+                    loc.clone(),
+                    format!("expired on {exp}, before the dose on {given}"),
+                )
+            })
         })
         .collect()
 }
@@ -199,7 +219,12 @@ fn refers_to(hits: &[(String, &Value)], target: &str, ctx: &RuleContext) -> Vec<
             } else {
                 r.split('/').rev().nth(1).map(str::to_string)
             }?;
-            (t != target).then(|| found(format!("{loc}.reference"), format!("points to {t}; expected {target}")))
+            (t != target).then(|| {
+                found(
+                    format!("{loc}.reference"),
+                    format!("points to {t}; expected {target}"),
+                )
+            })
         })
         .collect()
 }
@@ -224,10 +249,19 @@ fn address_parents(resource: &Value, rule_path: &str) -> Vec<Found> {
             .enumerate()
             .filter_map(|(i, e)| Some((i, e.get("url")?.as_str()?, e.get("valueCode")?.as_str()?)))
             .collect();
-        let code = |level: &str| parts.iter().find(|(_, u, _)| *u == level).map(|(i, _, c)| (*i, *c));
-        for (child, parent) in [("village", "district"), ("district", "city"), ("city", "province")]
-            .into_iter()
-            .filter(|(c, _)| *c == level)
+        let code = |level: &str| {
+            parts
+                .iter()
+                .find(|(_, u, _)| *u == level)
+                .map(|(i, _, c)| (*i, *c))
+        };
+        for (child, parent) in [
+            ("village", "district"),
+            ("district", "city"),
+            ("city", "province"),
+        ]
+        .into_iter()
+        .filter(|(c, _)| *c == level)
         {
             if let (Some((i, c)), Some((_, p))) = (code(child), code(parent)) {
                 if !c.starts_with(p) {

@@ -73,11 +73,9 @@ impl Validator {
         let structures = structure::Structures::load(dir)
             .map_err(|m| err("StructureDefinitions and terminology", dir, m))?;
         let rules_path = dir.join("satusehat/rules.yaml");
-        let rules = rules::Rules::load(
-            &read("SATUSEHAT rules", &rules_path)?,
-            &table,
-            &|system| structures.whole_code_system(system),
-        )
+        let rules = rules::Rules::load(&read("SATUSEHAT rules", &rules_path)?, &table, &|system| {
+            structures.whole_code_system(system)
+        })
         .map_err(|m| err("SATUSEHAT rules", &rules_path, m))?;
         let structures = structures
             .with_satusehat_systems(rules.allowed_systems())

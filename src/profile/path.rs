@@ -87,7 +87,11 @@ pub fn first_step_present(value: &Value, path: &str) -> bool {
                 .is_some_and(char::is_uppercase)
         });
     }
-    let name = first.split('[').next().unwrap_or(first).trim_end_matches('*');
+    let name = first
+        .split('[')
+        .next()
+        .unwrap_or(first)
+        .trim_end_matches('*');
     map.contains_key(name)
 }
 
@@ -210,10 +214,13 @@ mod tests {
             .collect();
         assert_eq!(got, vec!["extension[1].valueCode"]);
         let url = json!({"extension": [{"url": "https://fhir.kemkes.go.id/r4/StructureDefinition/x", "valueCode": "c"}]});
-        let got: Vec<_> = select(&url, "extension[url=https://fhir.kemkes.go.id/r4/StructureDefinition/x].valueCode")
-            .into_iter()
-            .map(|(l, _)| l)
-            .collect();
+        let got: Vec<_> = select(
+            &url,
+            "extension[url=https://fhir.kemkes.go.id/r4/StructureDefinition/x].valueCode",
+        )
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect();
         assert_eq!(got, vec!["extension[0].valueCode"]);
     }
 

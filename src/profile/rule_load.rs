@@ -76,9 +76,15 @@ impl Rules {
                 problems.push(format!("{name}: evidence `seen` names its `source`"));
             }
             if r.evidence == Evidence::Table && rows.is_empty() {
-                problems.push(format!("{name}: evidence `table`, but the rule table has no such number for {}", r.resource));
+                problems.push(format!(
+                    "{name}: evidence `table`, but the rule table has no such number for {}",
+                    r.resource
+                ));
             }
-            if r.evidence == Evidence::Table && matches!(r.check, Check::Required) && r.severity == Severity::Error {
+            if r.evidence == Evidence::Table
+                && matches!(r.check, Check::Required)
+                && r.severity == Severity::Error
+            {
                 let mandatory = rows.iter().any(|x| x.mandatory && !x.has_term);
                 let conditional = rows.iter().any(|x| x.has_term);
                 if !mandatory && !(conditional && r.when.is_some()) {
@@ -121,7 +127,9 @@ impl Rules {
                 }
             }
             if r.evidence == Evidence::Kamus && r.severity == Severity::Error {
-                problems.push(format!("{name}: only the Kamus wording supports it, so it is a warning, not an error"));
+                problems.push(format!(
+                    "{name}: only the Kamus wording supports it, so it is a warning, not an error"
+                ));
             }
             if r.evidence == Evidence::Gerbang && r.severity == Severity::Error {
                 problems.push(format!("{name}: gerbang's own advice is a warning, not an error (SATUSEHAT was not seen refusing it)"));
@@ -176,11 +184,18 @@ impl Rules {
                                 any = true;
                                 derived.push(r);
                             }
-                            Some(if any { Covered::Derived } else { Covered::ByHand })
+                            Some(if any {
+                                Covered::Derived
+                            } else {
+                                Covered::ByHand
+                            })
                         }
                         None if aspect == Aspect::Systems => {
                             let leaf = row.steps.last().map_or("", |s| s.kind.as_str());
-                            if by_hand(row, "system-in") || by_hand(row, "custom") || by_hand(row, "one-of") {
+                            if by_hand(row, "system-in")
+                                || by_hand(row, "custom")
+                                || by_hand(row, "one-of")
+                            {
                                 Some(Covered::ByHand)
                             } else if let Some(x) = excepted {
                                 Some(Covered::NotChecked(x.reason.clone()))

@@ -167,11 +167,36 @@ fn split(s: &str) -> Vec<String> {
 impl RawRow {
     fn steps(&self) -> Vec<Step> {
         [
-            (&self.path1_name, &self.path1_type, &self.path1_url, &self.path1_ref_allowed),
-            (&self.path2_name, &self.path2_type, &self.path2_url, &self.path2_ref_allowed),
-            (&self.path3_name, &self.path3_type, &self.path3_url, &self.path3_ref_allowed),
-            (&self.path4_name, &self.path4_type, &self.path4_url, &self.path4_ref_allowed),
-            (&self.path5_name, &self.path5_type, &self.path5_url, &self.path5_ref_allowed),
+            (
+                &self.path1_name,
+                &self.path1_type,
+                &self.path1_url,
+                &self.path1_ref_allowed,
+            ),
+            (
+                &self.path2_name,
+                &self.path2_type,
+                &self.path2_url,
+                &self.path2_ref_allowed,
+            ),
+            (
+                &self.path3_name,
+                &self.path3_type,
+                &self.path3_url,
+                &self.path3_ref_allowed,
+            ),
+            (
+                &self.path4_name,
+                &self.path4_type,
+                &self.path4_url,
+                &self.path4_ref_allowed,
+            ),
+            (
+                &self.path5_name,
+                &self.path5_type,
+                &self.path5_url,
+                &self.path5_ref_allowed,
+            ),
         ]
         .into_iter()
         .filter(|(n, ..)| !n.trim().is_empty())
@@ -216,7 +241,7 @@ impl Table {
                     return Err(format!(
                         "rule-table-exceptions.yaml: line {line} has number `{}`, not `{}`",
                         raw.rule_number, r.number
-                    ))
+                    ));
                 }
                 None => match raw.rule_number.trim().parse::<u32>() {
                     Ok(n) if (10000..=11999).contains(&n) => Some(n),
@@ -224,7 +249,7 @@ impl Table {
                         return Err(format!(
                             "validation-rules.csv line {line}: rule number `{}` is not a SATUSEHAT rule number; list it under `renumbered` in rule-table-exceptions.yaml",
                             raw.rule_number
-                        ))
+                        ));
                     }
                 },
             };
@@ -289,7 +314,11 @@ impl Table {
                     continue;
                 }
                 let types = out.entry(step.url.clone()).or_default();
-                if let Some(t) = row.steps.get(i + 1).and_then(|n| n.name.strip_prefix("value")) {
+                if let Some(t) = row
+                    .steps
+                    .get(i + 1)
+                    .and_then(|n| n.name.strip_prefix("value"))
+                {
                     if !types.iter().any(|x| x == t) {
                         types.push(t.to_string());
                     }
@@ -299,7 +328,12 @@ impl Table {
         out
     }
 
-    pub fn not_checked(&self, number: Option<u32>, resource: &str, aspect: Aspect) -> Option<&NotChecked> {
+    pub fn not_checked(
+        &self,
+        number: Option<u32>,
+        resource: &str,
+        aspect: Aspect,
+    ) -> Option<&NotChecked> {
         let n = number?;
         self.exceptions
             .not_checked
@@ -420,7 +454,8 @@ impl Row {
                 format!("{element} is required (SATUSEHAT's rule table)"),
             )]),
             Aspect::Systems if carries_system(&leaf.kind) => {
-                let systems: Vec<String> = self.systems.iter().map(|s| org_placeholder(s)).collect();
+                let systems: Vec<String> =
+                    self.systems.iter().map(|s| org_placeholder(s)).collect();
                 Some(vec![rule(
                     path.clone(),
                     Check::SystemIn(systems.clone()),
@@ -493,7 +528,9 @@ impl Row {
 /// system or inside it: `…/diagnostic/:id/lab`).
 fn org_placeholder(system: &str) -> String {
     let mut s = format!("{system}/");
-    s = s.replace("/:skipid/", "/{any-org}/").replace("/:id/", "/{org}/");
+    s = s
+        .replace("/:skipid/", "/{any-org}/")
+        .replace("/:id/", "/{org}/");
     s.pop();
     s
 }
@@ -501,7 +538,10 @@ fn org_placeholder(system: &str) -> String {
 fn one_of(systems: &[String]) -> String {
     let shown: Vec<String> = systems
         .iter()
-        .map(|s| s.replace("{org}", "{org-id}").replace("{any-org}", "{organization-id}"))
+        .map(|s| {
+            s.replace("{org}", "{org-id}")
+                .replace("{any-org}", "{organization-id}")
+        })
         .collect();
     match shown.as_slice() {
         [one] => format!("the system {one}"),
@@ -514,11 +554,14 @@ mod tests {
     use super::*;
 
     const HEADER: &str = "rule_number,resource_type,attribute_path,value_set,mandatory,has_term,systems,additional_validation,conditional_systems,path1_name,path1_type,path1_url,path1_ref_allowed,path2_name,path2_type,path2_url,path2_ref_allowed,path3_name,path3_type,path3_url,path3_ref_allowed,path4_name,path4_type,path4_url,path4_ref_allowed,path5_name,path5_type,path5_url,path5_ref_allowed\n";
-    const EMPTY: &str = "renumbered: []\nduplicated_blocks: []\nshared_numbers: []\nnot_checked: []\n";
+    const EMPTY: &str =
+        "renumbered: []\nduplicated_blocks: []\nshared_numbers: []\nnot_checked: []\n";
 
     #[test]
     fn a_row_derives_its_checks() {
-        let csv = format!("{HEADER}10123,Encounter,,,true,false,,,,period,Object,,,start,dateTime,,,,,,,,,,,,,,\n10117,Encounter,,,true,false,http://sys-ids.kemkes.go.id/encounter/:id|http://sys-ids.kemkes.go.id/claim-number/:skipid,,,identifier,Identifier,,,,,,,,,,,,,,,,,,\n10780,Encounter,,,false,false,,,,basedOn,ReferenceArray,,ServiceRequest,,,,,,,,,,,,,,,,\n");
+        let csv = format!(
+            "{HEADER}10123,Encounter,,,true,false,,,,period,Object,,,start,dateTime,,,,,,,,,,,,,,\n10117,Encounter,,,true,false,http://sys-ids.kemkes.go.id/encounter/:id|http://sys-ids.kemkes.go.id/claim-number/:skipid,,,identifier,Identifier,,,,,,,,,,,,,,,,,,\n10780,Encounter,,,false,false,,,,basedOn,ReferenceArray,,ServiceRequest,,,,,,,,,,,,,,,,\n"
+        );
         let t = Table::load(&csv, EMPTY).unwrap();
         assert_eq!(t.rows[0].path(), "period.start");
         assert_eq!(t.rows[0].aspects(), vec![Aspect::Required, Aspect::Time]);
@@ -537,7 +580,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let refs = t.rows[2].derive(Aspect::References).unwrap();
-        assert!(matches!(&refs[0].check, Check::ReferenceTo(t) if t == &vec!["ServiceRequest".to_string()]));
+        assert!(
+            matches!(&refs[0].check, Check::ReferenceTo(t) if t == &vec!["ServiceRequest".to_string()])
+        );
     }
 
     #[test]
@@ -549,12 +594,26 @@ mod tests {
         let t = Table::load(&csv, ex).unwrap();
         assert_eq!(t.rows[0].number, Some(10684));
 
-        let twice = format!("{HEADER}10710,RiskAssessment,,,true,false,,,,status,Code,,,,,,,,,,,,,,,,,,\n10710,RiskAssessment,,,true,false,,,,status,Code,,,,,,,,,,,,,,,,,,\n");
-        assert!(Table::load(&twice, EMPTY).err().unwrap().contains("duplicated_blocks"));
+        let twice = format!(
+            "{HEADER}10710,RiskAssessment,,,true,false,,,,status,Code,,,,,,,,,,,,,,,,,,\n10710,RiskAssessment,,,true,false,,,,status,Code,,,,,,,,,,,,,,,,,,\n"
+        );
+        assert!(
+            Table::load(&twice, EMPTY)
+                .err()
+                .unwrap()
+                .contains("duplicated_blocks")
+        );
         let ex = "renumbered: []\nduplicated_blocks: [{resource: RiskAssessment, from: 10710, to: 10728, reason: pasted twice}]\nshared_numbers: []\nnot_checked: []\n";
         assert_eq!(Table::load(&twice, ex).unwrap().rows.len(), 1);
 
-        let shared = format!("{HEADER}10174,Encounter,,,false,false,,,,statusHistory,Array,,,,,,,,,,,,,,,,,,\n10174,Coverage,,,true,false,,,,identifier,Identifier,,,,,,,,,,,,,,,,,,\n");
-        assert!(Table::load(&shared, EMPTY).err().unwrap().contains("shared_numbers"));
+        let shared = format!(
+            "{HEADER}10174,Encounter,,,false,false,,,,statusHistory,Array,,,,,,,,,,,,,,,,,,\n10174,Coverage,,,true,false,,,,identifier,Identifier,,,,,,,,,,,,,,,,,,\n"
+        );
+        assert!(
+            Table::load(&shared, EMPTY)
+                .err()
+                .unwrap()
+                .contains("shared_numbers")
+        );
     }
 }

@@ -95,7 +95,10 @@ impl Check {
             Check::Positive => "greater than zero".into(),
             Check::OneOf(v) => format!(
                 "one of {}",
-                v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+                v.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Check::AnySystem(s) => format!("at least one with system {}", s.join(" or ")),
             Check::NotNegative => "not negative".into(),
@@ -279,7 +282,10 @@ impl Rules {
 
     /// The rules for one resource type, in the order they run.
     pub fn for_resource(&self, resource: &str) -> &[Rule] {
-        self.by_resource.get(resource).map(Vec::as_slice).unwrap_or_default()
+        self.by_resource
+            .get(resource)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
@@ -297,9 +303,12 @@ impl Rules {
         for r in self.all() {
             if let Check::SystemIn(systems) = &r.check {
                 let path = format!("{}.{}", r.resource, r.path.trim_end_matches("[x]"));
-                out.entry(path)
-                    .or_default()
-                    .extend(systems.iter().filter(|s| !s.contains("{org}") && !s.contains("{any-org}")).cloned());
+                out.entry(path).or_default().extend(
+                    systems
+                        .iter()
+                        .filter(|s| !s.contains("{org}") && !s.contains("{any-org}"))
+                        .cloned(),
+                );
             }
         }
         out
@@ -330,14 +339,19 @@ impl Rules {
             // Most rules are about elements a given resource does not have: only a rule
             // that asks for presence (or a custom check, which reads the resource) has
             // anything to say then.
-            if !matches!(rule.check, Check::Required | Check::AnySystem(_) | Check::Custom(_))
-                && !first_step_present(resource, &rule.path)
+            if !matches!(
+                rule.check,
+                Check::Required | Check::AnySystem(_) | Check::Custom(_)
+            ) && !first_step_present(resource, &rule.path)
             {
                 continue;
             }
             // Rules about one element come one after another (a date-time's format, future
             // and earliest date): its values are selected once.
-            if last.as_ref().is_none_or(|(path, _)| *path != rule.path.as_str()) {
+            if last
+                .as_ref()
+                .is_none_or(|(path, _)| *path != rule.path.as_str())
+            {
                 last = Some((rule.path.as_str(), select(resource, &rule.path)));
             }
             let hits = &last.as_ref().expect("selected above").1;
@@ -485,7 +499,10 @@ fn apply(
                 out.push(issue(
                     IssueCode::Invalid,
                     &format!("{loc}.reference"),
-                    Some(format!("points to {t}; expected one {}", types.join(" or "))),
+                    Some(format!(
+                        "points to {t}; expected one {}",
+                        types.join(" or ")
+                    )),
                 ));
             }
         }
@@ -504,7 +521,10 @@ fn apply(
         }
         Check::Positive => {
             for (loc, v) in hits {
-                let positive = v.as_i64().map(|n| n > 0).or_else(|| v.as_f64().map(|n| n > 0.0));
+                let positive = v
+                    .as_i64()
+                    .map(|n| n > 0)
+                    .or_else(|| v.as_f64().map(|n| n > 0.0));
                 if positive != Some(true) {
                     out.push(issue(IssueCode::Value, loc, Some(format!("found {v}"))));
                 }
@@ -531,7 +551,11 @@ fn apply(
                     .iter()
                     .any(|s| codes.get(s).is_some_and(|c| c.contains(code)));
                 if !known {
-                    out.push(issue(IssueCode::CodeInvalid, loc, Some(format!("found `{code}`"))));
+                    out.push(issue(
+                        IssueCode::CodeInvalid,
+                        loc,
+                        Some(format!("found `{code}`")),
+                    ));
                 }
             }
         }
@@ -624,7 +648,11 @@ fn systems_of<'a>(v: &'a Value, loc: &str) -> Vec<(String, Option<&'a str>)> {
     }
     // An Identifier, Coding or Quantity; an object with none of system, code or value is
     // not one (the rule table calls Appointment.participant an Identifier).
-    if v.is_object() && ["system", "code", "value"].iter().any(|k| v.get(k).is_some()) {
+    if v.is_object()
+        && ["system", "code", "value"]
+            .iter()
+            .any(|k| v.get(k).is_some())
+    {
         return vec![(
             format!("{loc}.system"),
             v.get("system").and_then(Value::as_str),

@@ -2,8 +2,8 @@
 //! element, what it checks, severity and the evidence for it — and the rule table's aspects
 //! that are not checked offline, with why. Pure: rules in, text out.
 
-use super::rule_table::Aspect;
 use super::rule_load::Covered;
+use super::rule_table::Aspect;
 use super::rules::Rules;
 use crate::fhir::Severity;
 use std::collections::{BTreeMap, BTreeSet};

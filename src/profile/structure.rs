@@ -136,7 +136,8 @@ const EXTERNAL_SYSTEMS: &[&str] = &[
 ];
 
 /// What a note on a code gerbang cannot check offline says, between the code and its system.
-pub const NOT_CHECKED_OFFLINE: &str = " not checked offline: gerbang holds no list of the codes of ";
+pub const NOT_CHECKED_OFFLINE: &str =
+    " not checked offline: gerbang holds no list of the codes of ";
 
 /// Resolves a `urn:uuid:` reference to the resourceType of the Bundle entry it names.
 pub type Resolver<'a> = &'a dyn Fn(&str) -> Option<String>;

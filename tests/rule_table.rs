@@ -103,6 +103,28 @@ fn a_row_neither_implemented_nor_excepted_stops_the_validator_from_loading() {
     );
 }
 
+#[test]
+fn an_error_the_table_row_does_not_say_stops_the_validator_from_loading() {
+    // Row 10376 names ServiceRequest.requester but no reference target: a rule that makes a
+    // narrower target an error on the table's word alone is refused.
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("profiles"), dir.path());
+    let path = dir.path().join("satusehat/rules.yaml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(
+        "- {rule: 10376, resource: ServiceRequest, path: requester, check: {reference-to: [Practitioner]}, severity: error, evidence: table, text: requester must be a Practitioner}\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let err = Validator::load(dir.path())
+        .err()
+        .expect("load fails")
+        .to_string();
+    assert!(
+        err.contains("the rule table's row says nothing of this (reference-to)"),
+        "{err}"
+    );
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();

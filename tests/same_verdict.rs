@@ -83,22 +83,7 @@ async fn validate_dollar_validate_ingest_and_the_sandbox_agree() {
     );
     let key = add_facility(&cfg, "simrs-fhir", ORG);
     let gw = Gateway::start(dir.path(), Some(&cfg), &[]);
-    let token: Value = client()
-        .post(format!(
-            "{}/oauth2/v1/accesstoken?grant_type=client_credentials",
-            sandbox.url
-        ))
-        .form(&[
-            ("client_id", "gerbang-demo"),
-            ("client_secret", "gerbang-demo-secret"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_string();
+    let token = sandbox.token().await;
     let cases = corpus();
     assert!(cases.len() > 250, "{} cases", cases.len());
 

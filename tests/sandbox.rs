@@ -28,22 +28,7 @@ struct Sb {
 async fn start() -> Sb {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::start(dir.path(), None);
-    let r: Value = client()
-        .post(format!(
-            "{}/oauth2/v1/accesstoken?grant_type=client_credentials",
-            sandbox.url
-        ))
-        .form(&[
-            ("client_id", "gerbang-demo"),
-            ("client_secret", "gerbang-demo-secret"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = r["access_token"].as_str().expect("a token").to_string();
+    let token = sandbox.token().await;
     Sb {
         _dir: dir,
         sandbox,

@@ -99,9 +99,11 @@ impl Rules {
                 let says = |f: &dyn Fn(&TableRow) -> bool| rows.iter().any(|x| f(x));
                 let backed = match &r.check {
                     Check::Required => true, // checked above, with its condition
-                    Check::SystemIn(_) | Check::AnySystem(_) | Check::CodeIn(_) => {
-                        says(&|x| !x.systems.is_empty())
-                    }
+                    // Systems, or codes of the row's code system.
+                    Check::SystemIn(_)
+                    | Check::AnySystem(_)
+                    | Check::CodeIn(_)
+                    | Check::OneOf(_) => says(&|x| !x.systems.is_empty()),
                     Check::ReferenceTo(_) | Check::AnyReferenceTo(_) => {
                         says(&|x| x.steps.iter().any(|s| !s.ref_allowed.is_empty()))
                     }
@@ -113,8 +115,6 @@ impl Rules {
                         says(&|x| x.aspects().contains(&Aspect::Positive))
                     }
                     Check::NotBlank => says(&|x| x.aspects().contains(&Aspect::NotEmpty)),
-                    // Codes of the row's code system.
-                    Check::OneOf(_) => says(&|x| !x.systems.is_empty()),
                     // Not a kind of check the table has (the order of two times): its
                     // evidence must be stated.
                     Check::After(_) => false,

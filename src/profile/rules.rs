@@ -490,17 +490,24 @@ fn apply(
             }
         }
         Check::AnyReferenceTo(types) => {
-            let targets: Vec<(String, String)> = hits
-                .iter()
-                .filter_map(|(loc, v)| Some((loc.clone(), target_of(v, ctx)?)))
-                .collect();
-            if !targets.is_empty() && !targets.iter().any(|(_, t)| types.contains(t)) {
-                let (loc, t) = &targets[0];
+            // Reported at the first reference, only when none points to one of the types.
+            let mut first_other = None;
+            let mut any_matches = false;
+            for (loc, v) in hits {
+                if let Some(t) = target_of(v, ctx) {
+                    if types.contains(&t) {
+                        any_matches = true;
+                        break;
+                    }
+                    first_other.get_or_insert((loc, t));
+                }
+            }
+            if let (false, Some((loc, t))) = (any_matches, first_other) {
                 out.push(issue(
                     IssueCode::Invalid,
                     &format!("{loc}.reference"),
                     Some(format!(
-                        "points to {t}; expected one {}",
+                        "points to {t}, and none of them to a {}",
                         types.join(" or ")
                     )),
                 ));
@@ -728,6 +735,32 @@ mod tests {
             &json!({"resourceType": "Encounter", "status": "arrived", "subject": {"reference": "Patient/1"}}),
         );
         assert!(o.is_empty());
+    }
+
+    #[test]
+    fn any_reference_to_wants_one_of_the_references() {
+        let rules = r#"[{rule: 10383, resource: Encounter, path: participant.individual, check: {any-reference-to: [Practitioner]}, severity: warning, text: "no health worker"}]"#;
+        let who = |refs: &[&str]| {
+            let parts: Vec<Value> = refs
+                .iter()
+                .map(|r| json!({"individual": {"reference": r}}))
+                .collect();
+            json!({"resourceType": "Encounter", "participant": parts})
+        };
+        assert!(run(rules, &who(&["Practitioner/1", "Organization/2"])).is_empty());
+        assert!(run(rules, &who(&["Organization/2", "Practitioner/1"])).is_empty());
+        assert!(run(rules, &json!({"resourceType": "Encounter"})).is_empty());
+        let o = run(rules, &who(&["Organization/2", "Patient/3"]));
+        assert_eq!(o.issues.len(), 1);
+        assert_eq!(
+            o.issues[0].expression.as_deref(),
+            Some("Encounter.participant[0].individual.reference")
+        );
+        assert!(
+            o.issues[0].text.contains("points to Organization"),
+            "{}",
+            o.issues[0].text
+        );
     }
 
     #[test]

@@ -151,6 +151,26 @@ impl Sandbox {
         Sandbox { proc, url }
     }
 
+    /// An access token for the sandbox's demo client (what gerbang's forwarder gets).
+    pub async fn token(&self) -> String {
+        let r: Value = client()
+            .post(format!(
+                "{}/oauth2/v1/accesstoken?grant_type=client_credentials",
+                self.url
+            ))
+            .form(&[
+                ("client_id", "gerbang-demo"),
+                ("client_secret", "gerbang-demo-secret"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["access_token"].as_str().expect("a token").to_string()
+    }
+
     pub async fn set_faults(&self, faults: Value) {
         let r = client()
             .put(format!("{}/sandbox/faults", self.url))

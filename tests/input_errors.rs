@@ -193,11 +193,17 @@ async fn impossible_and_out_of_range_dates_are_refused_by_field() {
     .await;
     assert!(text.contains("dd-mm-yyyy"), "{text}");
 
-    // Today in WIT (UTC+9) is tomorrow in UTC for part of the day: still a visit of today.
-    let today_wit = (chrono::Utc::now() + chrono::Duration::hours(9)).format("%Y-%m-%d");
+    // A visit that just ended, in WIT (UTC+9): from 15:00 UTC on its date is tomorrow's in
+    // UTC, and it is still a visit of today, not one in the future. (A fixed 00:20 WIT was in
+    // the future between 15:00 and 15:25 UTC.)
+    let wit = |minutes_ago: i64| {
+        (chrono::Utc::now() + chrono::Duration::hours(9) - chrono::Duration::minutes(minutes_ago))
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string()
+    };
     let mut r = balita("D-8");
-    r["waktu_mulai"] = json!(format!("{today_wit}T00:10:00"));
-    r["waktu_selesai"] = json!(format!("{today_wit}T00:20:00"));
+    r["waktu_mulai"] = json!(wit(10));
+    r["waktu_selesai"] = json!(wit(1));
     r["zona_waktu"] = json!("WIT");
     let (status, body) = ingest(&gw.url, &key, &r).await;
     assert_eq!(status, 202, "{body}");

@@ -2,8 +2,8 @@
 //! (rules 20011, 20017–20021), plus the references that must resolve inside a transaction.
 
 use crate::fhir::{self, Issue, IssueCode, Outcome};
+use foldhash::{HashMap, HashMapExt};
 use serde_json::Value;
-use std::collections::HashMap;
 
 /// The resourceType of every entry, by fullUrl.
 pub fn index(bundle: &Value) -> HashMap<String, String> {

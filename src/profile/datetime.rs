@@ -10,8 +10,8 @@ use crate::fhir::{Issue, IssueCode, Outcome};
 /// taken: `Immunization.occurrenceDateTime` is an `ImmunizationDateTime` (rule 10156) — a dose
 /// recorded from history is often known by its day only.
 const DATE_ALLOWED: &[(&str, &str)] = &[("Immunization", "occurrenceDateTime")];
+use foldhash::{HashMap, HashMapExt};
 use serde_json::Value;
-use std::collections::HashMap;
 
 /// Where an element leads: a dateTime, or a complex type to look into.
 #[derive(Debug, Clone)]

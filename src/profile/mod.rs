@@ -58,8 +58,34 @@ impl Validator {
             message,
         };
         let schema_path = dir.join("r4/fhir.schema.json");
-        let schema = schema::R4Schema::load(&schema_path)
-            .map_err(|m| err("the FHIR R4 JSON Schema", &schema_path, m))?;
+        // The JSON Schema compiles on a thread of its own while the StructureDefinitions and
+        // rules load: start-up is the longer of the two, not their sum.
+        std::thread::scope(|scope| {
+            let schema = scope.spawn(|| schema::R4Schema::load(&schema_path));
+            let rest = Self::load_profiles_and_rules(dir);
+            let schema = schema
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                .map_err(|m| err("the FHIR R4 JSON Schema", &schema_path, m))?;
+            let (structures, rules) = rest?;
+            Ok(Validator {
+                schema,
+                structures,
+                rules,
+            })
+        })
+    }
+
+    /// SATUSEHAT's StructureDefinitions, terminology and rules (everything but the R4 JSON
+    /// Schema).
+    fn load_profiles_and_rules(
+        dir: &Path,
+    ) -> Result<(structure::Structures, rules::Rules), LoadError> {
+        let err = |what, path: &Path, message: String| LoadError::Load {
+            what,
+            path: path.display().to_string(),
+            message,
+        };
         let read = |what, path: &Path| {
             std::fs::read_to_string(path).map_err(|e| err(what, path, e.to_string()))
         };
@@ -80,11 +106,7 @@ impl Validator {
         let structures = structures
             .with_satusehat_systems(rules.allowed_systems())
             .with_table_extensions(table.extensions());
-        Ok(Validator {
-            schema,
-            structures,
-            rules,
-        })
+        Ok((structures, rules))
     }
 
     /// Validate FHIR JSON text as an integrator brings it: one resource, a Bundle, or NDJSON

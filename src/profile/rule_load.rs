@@ -6,7 +6,7 @@
 use super::rule_table::{Aspect, Row as TableRow, Table};
 use super::rules::{Check, Evidence, Rule, Rules};
 use crate::fhir::Severity;
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 /// How one aspect of a table row is checked.
 #[derive(Debug, Clone, PartialEq)]

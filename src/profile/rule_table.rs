@@ -11,8 +11,8 @@
 
 use super::rules::{Check, Evidence, Rule};
 use crate::fhir::Severity;
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use serde::Deserialize;
-use std::collections::{HashMap, HashSet};
 
 /// One step of a row's element path.
 #[derive(Debug, Clone, PartialEq)]

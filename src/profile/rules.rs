@@ -12,9 +12,9 @@ use super::path::{first_step_present, is_present, join, select};
 use super::rule_load::RowCoverage;
 use crate::fhir::{Issue, IssueCode, Outcome, Severity};
 use chrono::{DateTime, Utc};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
 
 /// What a rule checks at its path.
 #[derive(Debug, Clone, Deserialize)]

@@ -16,9 +16,9 @@
 //! Everything is loaded and indexed once; validating walks the resource once.
 
 use crate::fhir::{Issue, IssueCode, Outcome};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,7 +1,7 @@
 //! The sandbox on its own, over real HTTP: updates (`PUT`) with versions and `_history`,
 //! reads through the injected faults, identifier search lagging writes while 20002 does not,
 //! and a refused transaction that leaves its first entry stored — what SATUSEHAT does and the
-//! gateway's tests rely on.
+//! gateway's tests rely on; and the bound on what it holds (`max_versions`).
 //!
 //! The Bundles are a golden example (posyandu.balita, `balita-wita-minimal`) as the gateway's
 //! forwarder sends it: the Patient/Practitioner look-up entries dropped and their references
@@ -26,8 +26,18 @@ struct Sb {
 }
 
 async fn start() -> Sb {
+    start_with(None).await
+}
+
+/// A sandbox with `config` (TOML) as its configuration file.
+async fn start_with(config: Option<&str>) -> Sb {
     let dir = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::start(dir.path(), None);
+    let file = config.map(|c| {
+        let path = dir.path().join("gerbang.toml");
+        std::fs::write(&path, c).unwrap();
+        path
+    });
+    let sandbox = Sandbox::start(dir.path(), file.as_deref());
     let token = sandbox.token().await;
     Sb {
         _dir: dir,
@@ -639,4 +649,109 @@ async fn new_faults_are_checked() {
         put(json!({"search_delay_ms": 250, "keep_first_entry_on_refusal": true})).await,
         200
     );
+}
+
+/// `[sandbox] max_versions`: never more versions held than that; the resources written longest
+/// ago are forgotten first, with their identifiers — the same Bundle is then accepted again
+/// as new (not 20002), and reading or updating a forgotten resource is 404.
+#[tokio::test(flavor = "multi_thread")]
+async fn it_holds_at_most_max_versions_forgetting_the_oldest_written_first() {
+    // Two golden Bundles (four resources each) fit; a third pushes the first out.
+    let s = start_with(Some("[sandbox]\nmax_versions = 8\n")).await;
+    let held = |received: &[Value]| -> u64 {
+        received
+            .iter()
+            .map(|r| r["versions"].as_u64().unwrap())
+            .sum()
+    };
+    let v1 = s.create(&bundle("V-1")).await;
+    let v2 = s.create(&bundle("V-2")).await;
+    assert_eq!(s.received().await.len(), 8);
+    let v3 = s.create(&bundle("V-3")).await;
+    let received = s.received().await;
+    assert_eq!(held(&received), 8, "{} resources held", received.len());
+    let visits: std::collections::BTreeSet<&str> = received
+        .iter()
+        .map(|r| {
+            let key = r["identifiers"][0].as_str().unwrap();
+            key.split('|').nth(1).unwrap().split('/').next().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        visits.into_iter().collect::<Vec<_>>(),
+        ["V-2", "V-3"],
+        "V-1 was written first and went first"
+    );
+    assert_eq!(s.stat("resources_forgotten").await, 4);
+
+    // V-1 is gone: reads, history and updates say 404; search finds nothing.
+    let encounter = &v1["Encounter"][0];
+    for path in [
+        format!("/Encounter/{encounter}"),
+        format!("/Encounter/{encounter}/_history"),
+        format!("/Encounter/{encounter}/_history/1"),
+    ] {
+        let a = s.get(&path).await;
+        assert_eq!(a.status, 404, "{path}: {}", a.body);
+        assert_eq!(rules(&a.body), [20007]);
+    }
+    assert!(
+        s.search("Encounter", ENCOUNTER_SYSTEM, "V-1")
+            .await
+            .is_empty()
+    );
+    // V-3, written last, is all there.
+    let weight_id = &v3["Observation"][0];
+    let current = s.get(&format!("/Observation/{weight_id}")).await;
+    assert_eq!(current.status, 200, "{}", current.body);
+
+    // Its identifiers are free: the same Bundle is accepted as new, not refused with 20002,
+    // and pushes V-2 out in turn.
+    let again = s.create(&bundle("V-1")).await;
+    assert_ne!(again["Encounter"][0], *encounter);
+    let received = s.received().await;
+    assert_eq!(held(&received), 8);
+    assert!(
+        received
+            .iter()
+            .all(|r| r["id"] != v2["Encounter"][0].as_str()),
+        "V-2 was the oldest written"
+    );
+    assert_eq!(s.stat("duplicates").await, 0);
+
+    // An update counts as a write: V-3's weight, updated, is now the newest, and V-3's
+    // Encounter, the oldest written, makes room for its second version.
+    let mut changed = current.body.clone();
+    changed["valueQuantity"]["value"] = json!(13.5);
+    let put = s.put(&format!("/Observation/{weight_id}"), &changed).await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    let received = s.received().await;
+    assert_eq!(held(&received), 8, "{} resources held", received.len());
+    let item = received
+        .iter()
+        .find(|r| r["id"] == weight_id.as_str())
+        .unwrap();
+    assert_eq!(item["versions"], 2);
+    let v3_encounter = &v3["Encounter"][0];
+    assert_eq!(
+        s.get(&format!("/Encounter/{v3_encounter}")).await.status,
+        404
+    );
+    // Updating a forgotten resource: 404, as for an id never known.
+    let forgotten = &v1["Observation"][0];
+    let mut body = changed.clone();
+    body["id"] = json!(forgotten);
+    let a = s.put(&format!("/Observation/{forgotten}"), &body).await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    assert_eq!(rules(&a.body), [20007]);
+
+    // The next Bundle pushes out the four written longest ago; the weight updated last stays.
+    let v4 = s.create(&bundle("V-4")).await;
+    let received = s.received().await;
+    assert_eq!(held(&received), 8, "{} resources held", received.len());
+    let ids: Vec<&str> = received.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&weight_id.as_str()), "{ids:?}");
+    assert!(ids.contains(&v4["Encounter"][0].as_str()), "{ids:?}");
+    assert!(!ids.contains(&again["Encounter"][0].as_str()), "{ids:?}");
+    assert_eq!(s.stat("resources_forgotten").await, 13);
 }

@@ -29,9 +29,15 @@
 //! | endpoint | does |
 //! |---|---|
 //! | `GET /sandbox/stats` | counters of what happened ([`Stats`]) |
-//! | `GET /sandbox/received` | every resource held: `resourceType`, `id`, `identifiers` (`system\|value`), `versionId` (current), `versions` (how many) and the current `resource`, sorted by id |
+//! | `GET /sandbox/received` | every resource held: `resourceType`, `id`, `identifiers` (`system\|value`), `versionId` (current), `versions` (how many are held) and the current `resource`, sorted by id |
 //! | `GET`/`PUT /sandbox/faults` | the faults injected from now on ([`Faults`]) |
-//! | `POST /sandbox/revoke-tokens` | forget every token issued so far, as SATUSEHAT does after a key rotation or a restart of its gateway: each request still carrying one is answered 401 until its client fetches a new token. Answers `{"revoked": n}` |
+//! | `POST /sandbox/revoke-tokens` | forget every token issued so far, as SATUSEHAT does after a key rotation or a restart of its gateway: each request still carrying one is answered 401 until its client fetches a new token. Answers `{"revoked": n}` (the tokens not yet expired) |
+//!
+//! Nothing it keeps grows with the requests it serves, so that the zero-configuration
+//! gateway, whose upstream it is, runs for months in bounded memory: resources and their
+//! versions up to [`SandboxConfig::max_versions`], the resource written longest ago forgotten
+//! first ([`store`]); tokens until they expire, and at most [`TOKENS_HELD`]; newborn
+//! registrations, at most [`NEWBORNS_HELD`]. Only the counters of [`Stats`] go on counting.
 
 pub mod faults;
 pub mod store;
@@ -43,7 +49,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use faults::Faults;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,6 +70,10 @@ pub struct SandboxConfig {
     /// NIKs the sandbox pretends not to know (every other well-formed NIK is "registered").
     pub unknown_niks: Vec<String>,
     pub faults: Faults,
+    /// The most resource versions held (every create and every update is one; 0: no limit).
+    /// Past it, the resource written longest ago is forgotten with all its versions and
+    /// identifiers — see [`store`] for what that means to a client.
+    pub max_versions: usize,
 }
 
 impl Default for SandboxConfig {
@@ -73,6 +83,7 @@ impl Default for SandboxConfig {
             token_ttl_secs: 3599,
             unknown_niks: Vec::new(),
             faults: Faults::default(),
+            max_versions: 10_000,
         }
     }
 }
@@ -93,12 +104,80 @@ pub fn demo_location() -> String {
     fhir::uuid5("sandbox/location/posyandu-demo").to_string()
 }
 
-#[derive(Default)]
+/// The most tokens held: far more than there are clients (each holds one, renewed hourly),
+/// so that a client fetching a token per request cannot grow the map without end.
+pub const TOKENS_HELD: usize = 1_000;
+
+/// The most newborn registrations held: a newborn registered again within the last this many
+/// gets the same IHS number, as upstream; after that, a new one.
+pub const NEWBORNS_HELD: usize = 10_000;
+
 struct State {
+    /// Token → (organization, expiry). Expired tokens are dropped whenever one is issued.
     tokens: HashMap<String, (String, Instant)>,
     resources: store::Resources,
+    /// `nik-ibu|birthDate|multipleBirthInteger` → the newborn's IHS number, and those keys
+    /// in the order registered (the oldest forgotten first past [`NEWBORNS_HELD`]).
     newborns: HashMap<String, String>,
+    newborn_order: VecDeque<String>,
+    /// Newborns registered so far: numbers each one, so that ids stay unique once old
+    /// registrations are forgotten.
+    newborns_registered: u64,
     stats: Stats,
+}
+
+impl State {
+    fn new(max_versions: usize) -> State {
+        State {
+            tokens: HashMap::new(),
+            resources: store::Resources::new(max_versions),
+            newborns: HashMap::new(),
+            newborn_order: VecDeque::new(),
+            newborns_registered: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Hold `token` for `org` for `ttl`. Expired tokens are answered 401 like unknown ones,
+    /// so they are forgotten here; and since a client fetching a token per request would
+    /// still fill the map within one lifetime, past [`TOKENS_HELD`] the one expiring first
+    /// goes too (its client meets a 401 and fetches a new one, as after a revocation).
+    fn issue_token(&mut self, token: String, org: String, ttl: Duration) {
+        let now = Instant::now();
+        self.tokens.retain(|_, (_, expires)| now < *expires);
+        if self.tokens.len() >= TOKENS_HELD
+            && let Some(first) = self
+                .tokens
+                .iter()
+                .min_by_key(|(_, (_, expires))| *expires)
+                .map(|(t, _)| t.clone())
+        {
+            self.tokens.remove(&first);
+        }
+        self.tokens.insert(token, (org, now + ttl));
+        self.stats.tokens_issued += 1;
+    }
+
+    /// The IHS number of the newborn registered under `key` (of `mother`'s NIK): the one
+    /// given before if it is still held, else a new one.
+    fn newborn(&mut self, key: String, mother: &str) -> String {
+        if let Some(id) = self.newborns.get(&key) {
+            return id.clone();
+        }
+        let id = ihs_number(
+            "P",
+            &format!("newborn-{mother}-{}", self.newborns_registered),
+        );
+        self.newborns_registered += 1;
+        if self.newborn_order.len() >= NEWBORNS_HELD
+            && let Some(oldest) = self.newborn_order.pop_front()
+        {
+            self.newborns.remove(&oldest);
+        }
+        self.newborn_order.push_back(key.clone());
+        self.newborns.insert(key, id.clone());
+        id
+    }
 }
 
 /// What happened, for tests and demos (`GET /sandbox/stats`).
@@ -130,6 +209,8 @@ pub struct Stats {
     /// Refused transactions whose first entry was stored nevertheless
     /// (`keep_first_entry_on_refusal`).
     pub partial_stores: u64,
+    /// Resources forgotten, all their versions, to hold at most `max_versions`.
+    pub resources_forgotten: u64,
 }
 
 pub struct Sandbox {
@@ -142,11 +223,12 @@ pub struct Sandbox {
 impl Sandbox {
     pub fn new(config: SandboxConfig, validator: Arc<Validator>) -> Arc<Sandbox> {
         let faults = Mutex::new(config.faults.clone());
+        let state = Mutex::new(State::new(config.max_versions));
         Arc::new(Sandbox {
             config,
             faults,
             validator,
-            state: Mutex::new(State::default()),
+            state,
         })
     }
 
@@ -177,10 +259,11 @@ impl Sandbox {
         }
     }
 
-    /// Forget every token issued so far; how many there were.
+    /// Forget every token issued so far; how many of them had not expired yet.
     pub fn revoke_tokens(&self) -> u64 {
         let mut state = self.state.lock().expect("sandbox state");
-        let n = state.tokens.len() as u64;
+        let now = Instant::now();
+        let n = state.tokens.values().filter(|(_, exp)| now < *exp).count() as u64;
         state.tokens.clear();
         state.stats.tokens_revoked += n;
         n
@@ -191,7 +274,11 @@ impl Sandbox {
     }
 
     pub fn stats(&self) -> Stats {
-        self.state.lock().expect("sandbox state").stats.clone()
+        let state = self.state.lock().expect("sandbox state");
+        Stats {
+            resources_forgotten: state.resources.forgotten,
+            ..state.stats.clone()
+        }
     }
 }
 
@@ -242,15 +329,13 @@ fn not_found(what: &str) -> HttpResponse {
     outcome_response(StatusCode::NOT_FOUND, &not_found_outcome(what))
 }
 
-/// One stored version, with its version as a weak ETag, as FHIR servers answer reads and
-/// updates.
-fn resource_response(resource: &Value) -> HttpResponse {
-    let mut resp = HttpResponse::Ok();
-    resp.content_type("application/fhir+json");
-    if let Some(vid) = resource.pointer("/meta/versionId").and_then(Value::as_str) {
-        resp.insert_header(("ETag", format!("W/\"{vid}\"")));
-    }
-    resp.json(resource)
+/// One stored version (number `vid`, its JSON text as stored), with its version as a weak
+/// ETag, as FHIR servers answer reads and updates.
+fn resource_response(vid: usize, text: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/fhir+json")
+        .insert_header(("ETag", format!("W/\"{vid}\"")))
+        .body(text)
 }
 
 /// The server's time as SATUSEHAT writes it (UTC, `+00:00`).
@@ -327,17 +412,11 @@ async fn token(
         .token_ttl_secs
         .unwrap_or(sb.config.token_ttl_secs);
     let access_token = uuid::Uuid::new_v4().simple().to_string();
-    {
-        let mut state = sb.state.lock().expect("sandbox state");
-        state.tokens.insert(
-            access_token.clone(),
-            (
-                client.organization_id.clone(),
-                Instant::now() + Duration::from_secs(ttl),
-            ),
-        );
-        state.stats.tokens_issued += 1;
-    }
+    sb.state.lock().expect("sandbox state").issue_token(
+        access_token.clone(),
+        client.organization_id.clone(),
+        Duration::from_secs(ttl),
+    );
     // Apigee writes every value as a string.
     HttpResponse::Ok().json(json!({
         "refresh_token_expires_in": "0",
@@ -399,7 +478,7 @@ async fn search(
                 .resources
                 .find(&rt, &format!("{system}|{value}"), delay)
             {
-                found.push(r.clone());
+                found.push(r);
             }
         }
     }
@@ -431,7 +510,7 @@ async fn read(
         .resources
         .get(&rt, &id)
     {
-        Some(s) => resource_response(s.current()),
+        Some(s) => resource_response(s.version_id(), s.current_text().to_string()),
         None => not_found(&format!("{rt}/{id}")),
     };
     answer(&sb, lose, resp).await
@@ -457,8 +536,7 @@ async fn history(
     {
         Some(s) => {
             let entries: Vec<Value> = s
-                .versions
-                .iter()
+                .versions()
                 .rev()
                 .map(|v| {
                     let vid = v
@@ -509,9 +587,9 @@ async fn vread(
         .expect("sandbox state")
         .resources
         .get(&rt, &id)
-        .and_then(|s| s.version(&vid))
+        .and_then(|s| Some((vid.parse().ok()?, s.version(&vid)?.to_string())))
     {
-        Some(v) => resource_response(v),
+        Some((n, v)) => resource_response(n, v),
         None => not_found(&format!("{rt}/{id}/_history/{vid}")),
     };
     answer(&sb, lose, resp).await
@@ -556,13 +634,7 @@ fn register_newborn(sb: &Sandbox, body: &[u8]) -> HttpResponse {
         "{mother}|{}|{}",
         patient["birthDate"], patient["multipleBirthInteger"]
     );
-    let mut state = sb.state.lock().expect("sandbox state");
-    let next = state.newborns.len();
-    let id = state
-        .newborns
-        .entry(key)
-        .or_insert_with(|| ihs_number("P", &format!("newborn-{mother}-{next}")))
-        .clone();
+    let id = sb.state.lock().expect("sandbox state").newborn(key, mother);
     HttpResponse::Created()
         .json(json!({"create_patient": {"success": true, "data": {"patient_id": id}}}))
 }
@@ -838,7 +910,7 @@ async fn update(
     };
     let (rt, id) = path.into_inner();
     let resp = match store_update(&sb, &org, &rt, &id, &body) {
-        Ok(stored) => resource_response(&stored),
+        Ok((vid, stored)) => resource_response(vid, stored),
         Err((status, outcome)) => {
             sb.state
                 .lock()
@@ -863,7 +935,7 @@ fn store_update(
     rt: &str,
     id: &str,
     body: &[u8],
-) -> Result<Value, (StatusCode, Outcome)> {
+) -> Result<(usize, String), (StatusCode, Outcome)> {
     let bad = |outcome: Outcome| (StatusCode::BAD_REQUEST, outcome);
     let gone = || {
         (
@@ -943,8 +1015,8 @@ fn store_update(
     let stored = state
         .resources
         .update(rt, id, resource, &now_utc())
-        .cloned()
-        // Checked above under another lock; resources are never removed, so this holds.
+        // Checked above under another lock: forgotten meanwhile (`max_versions`), it is as
+        // unknown as if it had never been there.
         .ok_or_else(gone)?;
     state.stats.updates_applied += 1;
     Ok(stored)
@@ -966,9 +1038,9 @@ async fn received(sb: web::Data<Arc<Sandbox>>) -> HttpResponse {
             json!({
                 "resourceType": s.resource_type,
                 "id": id,
-                "identifiers": fhir::identifier_keys(current),
+                "identifiers": s.identifiers,
                 "versionId": current.pointer("/meta/versionId"),
-                "versions": s.versions.len(),
+                "versions": s.held(),
                 "resource": current,
             })
         })
@@ -1014,4 +1086,47 @@ pub fn server(
     .disable_signals()
     .listen(listener)?
     .run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_held_are_bounded_and_expired_ones_forgotten() {
+        let mut state = State::new(0);
+        let hour = Duration::from_secs(3600);
+        state.issue_token("expired".into(), "o".into(), Duration::ZERO);
+        state.issue_token("t0".into(), "o".into(), hour);
+        assert!(!state.tokens.contains_key("expired"));
+        for n in 1..TOKENS_HELD + 5 {
+            state.issue_token(format!("t{n}"), "o".into(), hour);
+            assert!(state.tokens.len() <= TOKENS_HELD);
+        }
+        assert_eq!(state.tokens.len(), TOKENS_HELD);
+        // The ones expiring first went; the newest is held.
+        assert!(!state.tokens.contains_key("t0"));
+        assert!(state.tokens.contains_key(&format!("t{}", TOKENS_HELD + 4)));
+        assert_eq!(state.stats.tokens_issued, TOKENS_HELD as u64 + 6);
+    }
+
+    #[test]
+    fn newborns_held_are_bounded_and_ids_stay_unique() {
+        let mut state = State::new(0);
+        let first = state.newborn("ibu-0|d|1".into(), "ibu-0");
+        assert_eq!(
+            state.newborn("ibu-0|d|1".into(), "ibu-0"),
+            first,
+            "the same newborn"
+        );
+        for n in 1..=NEWBORNS_HELD {
+            state.newborn(format!("ibu-{n}|d|1"), &format!("ibu-{n}"));
+        }
+        assert_eq!(state.newborns.len(), NEWBORNS_HELD);
+        assert_eq!(state.newborn_order.len(), NEWBORNS_HELD);
+        // The first registration was forgotten: registered again, it gets a new number.
+        let again = state.newborn("ibu-0|d|1".into(), "ibu-0");
+        assert_ne!(again, first);
+        assert_eq!(state.newborns.len(), NEWBORNS_HELD);
+    }
 }

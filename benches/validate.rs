@@ -2,8 +2,10 @@
 //! bindings and codes, SATUSEHAT rules, Bundle integrity), on one file validated repeatedly;
 //! plus start-up cost: time and resident memory to load and compile `profiles/`.
 //!
-//! `cargo bench --bench validate -- FILE [N]`; `benches/validate_vs_medplum.sh` runs it beside
-//! @medplum/core's validateResource on the same Bundle.
+//! `cargo bench --bench validate -- [FILE [N]]` (default: the 21-resource rawat-jalan Bundle,
+//! 5000 times); `benches/compare.sh` runs it beside @medplum/core's validateResource on the
+//! same Bundles, `benches/validate_before_after.sh` beside an earlier revision. Machine-readable
+//! lines start with `RESULT`.
 
 use gerbang::profile::{Context, Validator};
 use serde_json::Value;
@@ -26,7 +28,11 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
-    let file = args.first().expect("usage: validate FILE [N]");
+    let default = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("mappings/rawat-jalan/examples/abses-dm-tiga-obat.bundle.json")
+        .to_string_lossy()
+        .into_owned();
+    let file = args.first().unwrap_or(&default);
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5000);
     let value: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
     let resources = value

@@ -193,17 +193,21 @@ start_gateway() { # name → sets $gw and $gw_pid
   gw=$(wait_line "$work/$1.log" "gerbang listening on ")
 }
 http_run() { # name label → rows for ingest vs healthz and peak RSS (server already started)
-  local h i rps_h rps_i bad
-  h=$(taskset -c "$CORE_B" wrk -t1 -c"$CONNECTIONS" -d"${HTTP_SECONDS}s" "$gw/healthz")
+  local h i rps_h rps_i bad out errors
+  # A durable-ingest client waits for its 202: slow answers count, up to 30 s, not as errors.
+  h=$(taskset -c "$CORE_B" wrk -t1 -c"$CONNECTIONS" -d"${HTTP_SECONDS}s" --timeout 30s "$gw/healthz")
   i=$(GERBANG_KEY=$(cat "$work/$1.key") RECORD="$PWD/$RECORD" taskset -c "$CORE_B" \
-    wrk -t1 -c"$CONNECTIONS" -d"${HTTP_SECONDS}s" -s benches/ingest.lua "$gw/ingest/posyandu.balita")
+    wrk -t1 -c"$CONNECTIONS" -d"${HTTP_SECONDS}s" --timeout 30s -s benches/ingest.lua "$gw/ingest/posyandu.balita")
   rps_h=$(echo "$h" | awk '/Requests\/sec/ {printf "%.0f", $2}'); rps_i=$(echo "$i" | awk '/Requests\/sec/ {printf "%.0f", $2}')
   bad=$(echo "$i" | awk '$1 == "RESULT" {for (k = 2; k < NF; k++) if ($k == "non2xx") print $(k + 1)}')
-  echo "$i" | grep -q 'Non-2xx\|Socket errors' && bad="${bad:-0}+errors"
-  [ "${bad:-?}" = 0 ] || notes+=("ingest, $2: $bad answers that were not 202 (see wrk's output) — the figure is not a clean durable-ingest rate")
+  [ "${bad:-?}" = 0 ] || notes+=("ingest, $2: ${bad:-?} answers were not 202 — the figure is not a clean durable-ingest rate")
+  for out in "$h" "$i"; do
+    errors=$(echo "$out" | grep -o 'Socket errors:.*' || true)
+    [ -z "$errors" ] || notes+=("ingest, $2: wrk $errors — the figure is not a clean rate")
+  done
   row "durable ingest records/s (peer: /healthz req/s, same server), $2" "$rps_i" "$rps_h" "$(percent "$rps_i" "$rps_h")" "—"
   row "  peak RSS (VmHWM) over the run, $2, MiB" "$(mib "$(status_kib "$gw_pid" VmHWM)")" "—" "—" "—"
-  notes+=("$2: $(curl -s "$gw/readyz")")
+  notes+=("$2, receipts after the run: $(curl -s "$gw/readyz")")
   kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true
 }
 say "4. durable ingest vs /healthz (${HTTP_SECONDS} s each, $CONNECTIONS connections; server on core $CORE_A, wrk + upstream on core $CORE_B)"
@@ -218,7 +222,7 @@ client_secret = \"gerbang-demo-secret\""
 "$BIN" --config "$work/noop.toml" facility add --id pkm-bench --name bench --org 1000000001 --location loc-1 2>/dev/null > "$work/noop.key"
 start_gateway noop
 http_run noop "(a) no-op upstream"
-notes+=("(a) the no-op upstream answered: $(curl -s "$noop/noop/stats")")
+notes+=("(a) no-op upstream, what it answered: $(curl -s "$noop/noop/stats")")
 config sandbox ""
 start_gateway sandbox
 wait_line "$work/sandbox.log" "demo facility API key: " > "$work/sandbox.key"
@@ -249,7 +253,7 @@ if [ "$SMOKE" = 1 ]; then
     [ "$d" != "?" ] || { echo "SMOKE FAIL: no ratio in row '$a'" >&2; bad=1; }
   done
   [ ${#rows[@]} -ge 15 ] || { echo "SMOKE FAIL: ${#rows[@]} rows, expected at least 15" >&2; bad=1; }
-  for n in "${notes[@]}"; do [[ "$n" != *"not 202"* ]] || { echo "SMOKE FAIL: $n" >&2; bad=1; }; done
+  for n in "${notes[@]}"; do [[ "$n" != *"not a clean"* ]] || { echo "SMOKE FAIL: $n" >&2; bad=1; }; done
   [ "$bad" = 0 ] || exit 1
   echo "smoke: all ${#rows[@]} rows have their numbers"
 fi

@@ -8,12 +8,14 @@ use crate::api;
 use crate::config::Config;
 use crate::fhir::Severity;
 use crate::mapping::{Mappings, Sender};
+use crate::profile::ndjson::{Limits, Read, Reader};
 use crate::profile::{Context, Validator};
 use crate::sandbox;
 use crate::store::{Facility, Store, sha256_hex};
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -718,19 +720,45 @@ fn validate(
 ) -> Result<ExitCode> {
     let cfg = Config::load(config.as_deref())?;
     let validator = Validator::load(&cfg.profiles_dir)?;
-    let text = if file == Path::new("-") {
-        std::io::read_to_string(std::io::stdin())?
-    } else {
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
+    let ctx = Context {
+        organization_id: org,
+        now: chrono::Utc::now(),
     };
-    let outcome = validator.validate_text(
-        &text,
-        &Context {
-            organization_id: org,
-            now: chrono::Utc::now(),
-        },
-        profile,
-    );
+    // Read in pieces: NDJSON is validated line by line as it comes, holding one line (a file
+    // or a pipe of any size); one JSON document is held whole and validated as before.
+    let limits = Limits {
+        line: cfg.ingest.max_body_bytes,
+        line_setting: "ingest.max_body_bytes",
+        ..Limits::NONE
+    };
+    let mut reader = Reader::new(&validator, ctx, profile, limits);
+    let mut input: Box<dyn BufRead> = if file == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let f =
+            std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+        Box::new(std::io::BufReader::with_capacity(64 * 1024, f))
+    };
+    let cannot_read = || format!("cannot read {}", file.display());
+    loop {
+        let piece = match input.fill_buf() {
+            Ok([]) => break,
+            Ok(piece) => piece,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(anyhow::Error::new(e).context(cannot_read())),
+        };
+        let n = piece.len();
+        // Without a whole or total limit, nothing is too large.
+        let _ = reader.push(piece);
+        input.consume(n);
+    }
+    let outcome = match reader.finish() {
+        Read::Ndjson(outcome) => outcome,
+        Read::Whole(bytes) => {
+            let text = String::from_utf8(bytes).with_context(cannot_read)?;
+            validator.validate_text(&text, &ctx, profile)
+        }
+    };
     println!(
         "{}",
         serde_json::to_string_pretty(&outcome.to_operation_outcome())?

@@ -145,14 +145,16 @@ pub fn timeout_error(text: &str) -> ApiError {
 
 /// The request body, refused past `max_body_bytes` or nested deeper than `max_json_depth`.
 pub async fn read(payload: web::Payload, state: &AppState) -> Result<web::Bytes, ApiError> {
-    let body = read_limited(payload, state.max_body_bytes, |limit| {
-        format!(
-            "the body is larger than {limit} bytes (ingest.max_body_bytes); send one record per request, or a day's records as a batch (Content-Type: application/x-ndjson) — nothing was stored"
-        )
-    })
-    .await?;
+    let body = read_limited(payload, state.max_body_bytes, body_too_large).await?;
     check_depth(&body, state.limits.max_json_depth)?;
     Ok(body)
+}
+
+/// What a body past `ingest.max_body_bytes` is told.
+pub fn body_too_large(limit: usize) -> String {
+    format!(
+        "the body is larger than {limit} bytes (ingest.max_body_bytes); send one record per request, or a day's records as a batch (Content-Type: application/x-ndjson) — nothing was stored"
+    )
 }
 
 /// A batch body (NDJSON, or a FHIR `batch` Bundle), refused past the batch limit or nested
@@ -259,6 +261,23 @@ pub fn check_depth(body: &[u8], max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// 413, saying what to do instead.
+pub fn too_large_error(text: String) -> ApiError {
+    ApiError::one(StatusCode::PAYLOAD_TOO_LARGE, IssueCode::TooLong, text)
+}
+
+/// A body that could not be read: 408 when it did not arrive in time, else 400.
+pub fn payload_error(e: PayloadError) -> ApiError {
+    if let Some(text) = timed_out(&e) {
+        return timeout_error(&text);
+    }
+    ApiError::one(
+        StatusCode::BAD_REQUEST,
+        IssueCode::Structure,
+        format!("cannot read the request body: {e}"),
+    )
+}
+
 /// The body, refused past `limit` bytes with `too_large` (which says what to do instead).
 async fn read_limited(
     mut payload: web::Payload,
@@ -268,22 +287,9 @@ async fn read_limited(
     use futures_util::StreamExt;
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            if let Some(text) = timed_out(&e) {
-                return timeout_error(&text);
-            }
-            ApiError::one(
-                StatusCode::BAD_REQUEST,
-                IssueCode::Structure,
-                format!("cannot read the request body: {e}"),
-            )
-        })?;
+        let chunk = chunk.map_err(payload_error)?;
         if body.len() + chunk.len() > limit {
-            return Err(ApiError::one(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                IssueCode::TooLong,
-                too_large(limit),
-            ));
+            return Err(too_large_error(too_large(limit)));
         }
         body.extend_from_slice(&chunk);
     }

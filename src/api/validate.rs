@@ -1,12 +1,14 @@
 //! `POST /fhir/$validate` (and `/fhir/{type}/$validate`): validate any FHIR R4 JSON an
 //! integrator has — a resource, a Bundle, NDJSON, or a `Parameters` with a `resource` (and
 //! optionally a `profile`) as the FHIR operation defines it. The answer is always `200` with
-//! an OperationOutcome; the outcome says whether the content is valid.
+//! an OperationOutcome; the outcome says whether the content is valid. NDJSON is validated as
+//! it arrives, one line held at a time, and answered with a tally (profile::ndjson).
 
 use super::error::{ApiError, fhir_json};
-use super::{AppState, auth};
+use super::{AppState, auth, body};
 use crate::fhir::{self, IssueCode};
 use crate::profile::Context;
+use crate::profile::ndjson::{Limits, Read, Reader, TooLarge};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -48,11 +50,48 @@ async fn run(
     state: web::Data<AppState>,
     profile: Option<String>,
     resource_type: Option<String>,
-    payload: web::Payload,
+    mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    use futures_util::StreamExt;
     // The sender's organization decides which identifier systems are its own.
     let facility = auth::facility(&req, &state).await?;
-    let body = super::body::read(payload, &state).await?;
+    let ctx = Context {
+        organization_id: Some(&facility.organization_id),
+        now: chrono::Utc::now(),
+    };
+
+    // Read as it arrives: NDJSON (said by its Content-Type, or seen in its first lines) is
+    // validated line by line and never held whole; one document is held, within the body
+    // limit, and validated as before.
+    let limits = Limits {
+        whole: Some(state.max_body_bytes),
+        line: state.max_body_bytes,
+        total: Some(state.batch.max_bytes),
+        depth: Some(state.limits.max_json_depth),
+        line_setting: "ingest.max_body_bytes",
+    };
+    let said_ndjson = body::kind(&req, &[body::Kind::Ndjson]).is_ok();
+    let mut reader = if said_ndjson {
+        Reader::ndjson(&state.validator, ctx, profile.as_deref(), limits)
+    } else {
+        Reader::new(&state.validator, ctx, profile.as_deref(), limits)
+    };
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(body::payload_error)?;
+        reader.push(&chunk).map_err(|e| match e {
+            TooLarge::Whole(limit) => body::too_large_error(body::body_too_large(limit)),
+            TooLarge::Total(limit) => body::too_large_error(format!(
+                "the NDJSON is larger than {limit} bytes (ingest.max_batch_bytes); validate it in parts"
+            )),
+        })?;
+    }
+    let body = match reader.finish() {
+        Read::Ndjson(outcome) => {
+            return Ok(fhir_json(StatusCode::OK, &outcome.to_operation_outcome()));
+        }
+        Read::Whole(body) => body,
+    };
+    body::check_depth(&body, state.limits.max_json_depth)?;
     let text = std::str::from_utf8(&body).map_err(|_| {
         ApiError::one(
             StatusCode::BAD_REQUEST,
@@ -60,10 +99,6 @@ async fn run(
             "the body is not UTF-8 text",
         )
     })?;
-    let ctx = Context {
-        organization_id: Some(&facility.organization_id),
-        now: chrono::Utc::now(),
-    };
 
     // A Parameters resource carries the resource (and profile) to validate.
     let parsed: Option<Value> = serde_json::from_str(text).ok();

@@ -25,7 +25,7 @@ impl Severity {
 }
 
 /// The FHIR `IssueType` codes gerbang emits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum IssueCode {
     Invalid,

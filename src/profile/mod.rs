@@ -10,6 +10,7 @@
 pub mod bundle;
 pub mod custom;
 pub mod datetime;
+pub mod ndjson;
 pub mod path;
 pub mod rule_load;
 pub mod rule_table;
@@ -110,40 +111,23 @@ impl Validator {
     }
 
     /// Validate FHIR JSON text as an integrator brings it: one resource, a Bundle, or NDJSON
-    /// (one resource per line, issues named by line). `profile`, if given, is the canonical URL
-    /// of the profile the content claims to conform to.
+    /// (one resource per line; the answer a tally by line, see [`ndjson`]). `profile`, if
+    /// given, is the canonical URL of the profile the content claims to conform to. Text
+    /// arriving in pieces is better read with an [`ndjson::Reader`], which holds one line
+    /// at a time.
     pub fn validate_text(&self, text: &str, ctx: &Context, profile: Option<&str>) -> Outcome {
         match serde_json::from_str::<Value>(text) {
             Ok(value) => self.validate_as(&value, ctx, profile),
             Err(whole) => {
-                let lines: Vec<(usize, &str)> = text
-                    .lines()
-                    .enumerate()
-                    .filter(|(_, l)| !l.trim().is_empty())
-                    .collect();
-                if lines.len() < 2 {
+                let non_blank = text.lines().filter(|l| !l.trim().is_empty()).take(2);
+                if non_blank.count() < 2 {
                     return Outcome::one(Issue::error(
                         IssueCode::Structure,
                         format!("not JSON: {whole}"),
                     ));
                 }
-                let mut out = Outcome::new();
-                for (i, line) in lines {
-                    let n = i + 1;
-                    match serde_json::from_str::<Value>(line) {
-                        Err(e) => out.push(Issue::error(
-                            IssueCode::Structure,
-                            format!("line {n}: not JSON: {e}"),
-                        )),
-                        Ok(v) => {
-                            for mut issue in self.validate_as(&v, ctx, profile).issues {
-                                issue.text = format!("line {n}: {}", issue.text);
-                                out.push(issue);
-                            }
-                        }
-                    }
-                }
-                out
+                ndjson::Reader::ndjson(self, *ctx, profile, ndjson::Limits::NONE)
+                    .validate_all(text.as_bytes())
             }
         }
     }

@@ -122,6 +122,117 @@ fn validate_refuses_what_is_not_fhir() {
     assert!(stdout.contains("resourceType"), "{stdout}");
 }
 
+/// The example Encounter as one NDJSON line: valid on its own, and without its subject one
+/// error (rule 10118).
+fn encounter_lines() -> (String, String) {
+    let bundle: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            manifest_dir()
+                .join(EXAMPLES)
+                .join("balita-wita-minimal.bundle.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let enc = bundle["entry"][2]["resource"].clone();
+    let mut no_subject = enc.clone();
+    no_subject.as_object_mut().unwrap().remove("subject");
+    (enc.to_string(), no_subject.to_string())
+}
+
+#[test]
+fn validate_tallies_ndjson_by_line() {
+    let (good, bad) = encounter_lines();
+    let mut text = String::new();
+    for n in 1..=100 {
+        let line = match n {
+            50 => r#"{"resourceType": "Encounter", "status": "#,
+            _ if n % 4 == 0 => &bad,
+            _ => &good,
+        };
+        text.push_str(line);
+        text.push('\n');
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("day.ndjson");
+    std::fs::write(&path, &text).unwrap();
+    let (code, stdout, stderr) = run(&["validate", path.to_str().unwrap(), "--org", ORG]);
+    assert_eq!(code, 1, "{stderr}");
+    let oo: Value = serde_json::from_str(&stdout).unwrap();
+    let issues = oo["issue"].as_array().unwrap();
+    // 100 lines: 25 without a subject (4, 8 … 100), line 50 not JSON, the others valid. The
+    // missing subject is one issue, not 25.
+    assert_eq!(issues.len(), 3, "{stdout}");
+    assert_eq!(issues[0]["severity"], "information");
+    assert_eq!(
+        issues[0]["details"]["text"],
+        "NDJSON: 100 lines read, 74 valid, 26 with errors; an issue found on several lines is listed once, with its lines"
+    );
+    assert_eq!(issues[1]["severity"], "error");
+    assert_eq!(issues[1]["expression"][0], "Encounter.subject");
+    let subject = issues[1]["details"]["text"].as_str().unwrap();
+    assert!(
+        subject.starts_with(
+            "lines 4, 8, 12, 16, 20 and 20 more (25 in all): Encounter.subject is required"
+        ) && subject.ends_with("(RuleNumber: 10118)"),
+        "{subject}"
+    );
+    assert_eq!(issues[2]["severity"], "error");
+    let not_json = issues[2]["details"]["text"].as_str().unwrap();
+    assert!(not_json.starts_with("line 50: not JSON: "), "{not_json}");
+    assert!(
+        stderr.contains("2 error(s), 0 warning(s), 1 note(s)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn validate_streams_ndjson_from_stdin_and_the_answer_stays_small() {
+    let (good, bad) = encounter_lines();
+    // About 3 MB: 2,000 lines, every other one missing its subject.
+    let mut text = String::new();
+    for n in 1..=2000 {
+        text.push_str(if n % 2 == 0 { &bad } else { &good });
+        text.push('\n');
+    }
+    assert!(text.len() > 2_500_000, "{} bytes", text.len());
+    let mut child = Command::new(BIN)
+        .args(["validate", "-", "--org", ORG])
+        .current_dir(manifest_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(text.as_bytes()).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let oo: Value = serde_json::from_str(&stdout).unwrap();
+    let text = texts(&oo);
+    assert!(
+        text.contains("NDJSON: 2,000 lines read, 1,000 valid, 1,000 with errors"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "lines 2, 4, 6, 8, 10 and 995 more (1,000 in all): Encounter.subject is required"
+        ),
+        "{text}"
+    );
+    // The answer grows with the kinds of problem found, not with the lines.
+    assert!(stdout.len() < 2_000, "{} bytes:\n{stdout}", stdout.len());
+    assert!(stderr.len() < 1_000, "{} bytes:\n{stderr}", stderr.len());
+}
+
 #[test]
 fn rules_prints_every_rule_with_its_evidence_and_what_is_not_checked_offline() {
     let (code, stdout, stderr) = run(&["rules", "--resource", "Immunization"]);

@@ -57,6 +57,49 @@ fn corpus() -> Vec<(String, Value)> {
 
 const ORG: &str = "1000000001";
 
+/// `gerbang validate FILE --org ORG`: its OperationOutcome.
+fn cli_validate(cfg: &Path, dir: &Path, file: &Path) -> Value {
+    let out = std::process::Command::new(BIN)
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "validate",
+            file.to_str().unwrap(),
+            "--org",
+            ORG,
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).expect("an OperationOutcome")
+}
+
+fn text_of(issue: &Value) -> &str {
+    issue["details"]["text"]
+        .as_str()
+        .or(issue["diagnostics"].as_str())
+        .unwrap_or("")
+}
+
+/// The lines an issue of an NDJSON answer names — `line 3: …`, `lines 3, 7 and 12: …`,
+/// `lines 3, 7, 12, 15, 20 and 4,995 more (5,000 in all): …` — and whether that is all of them.
+fn lines_named(text: &str) -> Option<(Vec<usize>, bool)> {
+    let (head, _) = text.split_once(": ")?;
+    let list = head
+        .strip_prefix("lines ")
+        .or_else(|| head.strip_prefix("line "))?;
+    let (list, all) = match list.split_once(" more (") {
+        Some((named, _)) => (named.rsplit_once(" and ")?.0, false),
+        None => (list, true),
+    };
+    let lines = list
+        .split(", ")
+        .flat_map(|p| p.split(" and "))
+        .map(|n| n.parse().ok())
+        .collect::<Option<Vec<usize>>>()?;
+    Some((lines, all))
+}
+
 /// The resource carries an identifier under one of the sender's own systems.
 fn own_identity(resource: &Value) -> bool {
     let ids = match &resource["identifier"] {
@@ -87,44 +130,37 @@ async fn validate_dollar_validate_ingest_and_the_sandbox_agree() {
     let cases = corpus();
     assert!(cases.len() > 250, "{} cases", cases.len());
 
-    // gerbang validate: the whole corpus as one NDJSON file; issues name their line.
+    // gerbang validate: the whole corpus as one NDJSON file; issues name their lines.
     let ndjson: String = cases.iter().map(|(_, r)| format!("{r}\n")).collect();
     let file = dir.path().join("corpus.ndjson");
     std::fs::write(&file, ndjson).unwrap();
-    let out = std::process::Command::new(BIN)
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "validate",
-            file.to_str().unwrap(),
-            "--org",
-            ORG,
-        ])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let cli: Value = serde_json::from_slice(&out.stdout).expect("an OperationOutcome");
+    let cli = cli_validate(&cfg, dir.path(), &file);
+    // An error found on more lines than the answer names cannot be placed by line; then
+    // each resource is validated on its own by the CLI instead.
+    let partly_named =
+        cli["issue"].as_array().unwrap().iter().any(|i| {
+            i["severity"] == "error" && lines_named(text_of(i)).is_some_and(|(_, all)| !all)
+        });
 
     let mut disagreements = Vec::new();
     let mut ingested = 0;
     let mut refused_upstream = 0;
     for (n, (name, resource)) in cases.iter().enumerate() {
         let rt = resource["resourceType"].as_str().unwrap();
-        let prefix = format!("line {}: ", n + 1);
-        let cli_issues: Vec<Value> = cli["issue"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|i| {
-                i["diagnostics"].as_str().unwrap_or("").starts_with(&prefix)
-                    || i["details"]["text"]
-                        .as_str()
-                        .unwrap_or("")
-                        .starts_with(&prefix)
-            })
-            .cloned()
-            .collect();
-        let by_cli = errors(&json!({"issue": cli_issues}), rt);
+        let by_cli = if partly_named {
+            let file = dir.path().join("one.json");
+            std::fs::write(&file, resource.to_string()).unwrap();
+            errors(&cli_validate(&cfg, dir.path(), &file), rt)
+        } else {
+            let cli_issues: Vec<Value> = cli["issue"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| lines_named(text_of(i)).is_some_and(|(l, _)| l.contains(&(n + 1))))
+                .cloned()
+                .collect();
+            errors(&json!({"issue": cli_issues}), rt)
+        };
 
         let r = client()
             .post(format!("{}/fhir/$validate", gw.url))
@@ -230,4 +266,94 @@ async fn validate_dollar_validate_ingest_and_the_sandbox_agree() {
     );
     let _ = refused_upstream;
     let _ = Path::new("");
+}
+
+/// NDJSON: `gerbang validate` and `$validate` give the same tally, whether the NDJSON is seen
+/// in its first lines or said by its `Content-Type`; a line past `ingest.max_body_bytes` is
+/// named and skipped, while the other lines are still read. One document keeps the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ndjson_is_tallied_alike_by_validate_and_dollar_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    // No sandbox: nothing is delivered.
+    let cfg = write_config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        "[ingest]\nmax_body_bytes = 4000\n[limits]\nrequests_per_second = 0\n",
+    );
+    let key = add_facility(&cfg, "simrs-fhir", ORG);
+    let gw = Gateway::start(dir.path(), Some(&cfg), &[]);
+
+    let file =
+        manifest_dir().join("mappings/posyandu.balita/examples/balita-wita-minimal.bundle.json");
+    let bundle: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let good = bundle["entry"][2]["resource"].clone();
+    let mut bad = good.clone();
+    bad.as_object_mut().unwrap().remove("subject");
+    assert!(bundle.to_string().len() > 4000);
+    let mut text = String::new();
+    for n in 1..=30 {
+        match n {
+            5 => text.push_str(&bundle.to_string()),
+            7 => text.push_str("not json at all"),
+            _ if n % 2 == 0 => text.push_str(&bad.to_string()),
+            _ => text.push_str(&good.to_string()),
+        }
+        text.push('\n');
+    }
+    let path = dir.path().join("day.ndjson");
+    std::fs::write(&path, &text).unwrap();
+    let by_cli = cli_validate(&cfg, dir.path(), &path);
+
+    for content_type in ["application/fhir+json", "application/fhir+ndjson"] {
+        let r = client()
+            .post(format!("{}/fhir/$validate", gw.url))
+            .bearer_auth(&key)
+            .header("Content-Type", content_type)
+            .body(text.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{content_type}");
+        let oo: Value = r.json().await.unwrap();
+        assert_eq!(oo, by_cli, "{content_type}");
+    }
+    let texts: Vec<&str> = by_cli["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(text_of)
+        .collect();
+    // 30 lines: 15 without a subject (2, 4 … 30), 5 too long, 7 not JSON, 13 valid.
+    assert_eq!(
+        texts[0],
+        "NDJSON: 30 lines read, 13 valid, 17 with errors; an issue found on several lines is listed once, with its lines"
+    );
+    assert!(
+        texts.iter().any(|t| t.starts_with(
+            "lines 2, 4, 6, 8, 10 and 10 more (15 in all): Encounter.subject is required"
+        )),
+        "{texts:#?}"
+    );
+    assert!(
+        texts.contains(
+            &"line 5: longer than 4,000 bytes (ingest.max_body_bytes), the most one resource may take; not validated"
+        ),
+        "{texts:#?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.starts_with("line 7: not JSON: ")),
+        "{texts:#?}"
+    );
+    assert_eq!(texts.len(), 4, "{texts:#?}");
+
+    // One document (not NDJSON) past the body limit is refused, as before.
+    let r = client()
+        .post(format!("{}/fhir/$validate", gw.url))
+        .bearer_auth(&key)
+        .header("Content-Type", "application/fhir+json")
+        .body(serde_json::to_string_pretty(&bundle).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
 }

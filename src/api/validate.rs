@@ -84,6 +84,9 @@ async fn run(
                 "the NDJSON is larger than {limit} bytes (ingest.max_batch_bytes); validate it in parts"
             )),
         })?;
+        // Validating a piece takes a while (a few milliseconds per 64 KiB of NDJSON): let
+        // the other requests of this worker go on between pieces.
+        tokio::task::yield_now().await;
     }
     let body = match reader.finish() {
         Read::Ndjson(outcome) => {

@@ -242,13 +242,14 @@ enum Mode {
 /// has two non-blank lines or more is NDJSON. Both can be known early: a first non-blank line
 /// that is a whole JSON value cannot be followed by anything in one document; one that is
 /// not can be (a pretty-printed Bundle), and the text stays one document until it can no
-/// longer be one (see [`Scan`]).
+/// longer be one (see [`Scan`]). So NDJSON whose first line is cut outside a string (`{"a":
+/// {"b": 1`) is held whole, within [`Limits::whole`], and tallied only at its end: the one
+/// case that is not read line by line.
 #[derive(Default)]
 struct Sniff {
     /// Where the first non-blank line starts.
     start: Option<usize>,
-    /// Where it ends, and whether it is a whole JSON value (or the text can otherwise not be
-    /// one JSON value).
+    /// Where it ends, and whether it is a whole JSON value.
     first: Option<(usize, bool)>,
     /// How far `buf` was searched.
     pos: usize,

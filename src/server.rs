@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 pub async fn run_sandbox(cfg: Config, listen: &str) -> Result<()> {
     crate::logging::init(&cfg.log.format, &cfg.log.level);
     let validator = Arc::new(Validator::load(&cfg.profiles_dir)?);
+    crate::allocator::give_back_freed_memory();
     let listener =
         TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
@@ -54,7 +55,7 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
         anyhow::Ok((mappings, t_map.as_millis() as u64, validator?, profiles_ms))
     })?;
     let (mappings, validator) = (Arc::new(mappings), Arc::new(validator));
-    crate::give_back_freed_memory();
+    crate::allocator::give_back_freed_memory();
     tracing::info!(
         record_types = mappings.record_types().count(),
         rules = validator.rule_count(),

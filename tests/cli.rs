@@ -72,15 +72,7 @@ fn validate_accepts_a_good_bundle() {
 fn validate_reports_errors_with_expressions_and_rule_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("b.json");
-    let mut bundle: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            manifest_dir()
-                .join(EXAMPLES)
-                .join("balita-wita-minimal.bundle.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let mut bundle = minimal_bundle();
     // Another organization's identifier system (10117), a subject removed (10118), a local
     // time (not UTC).
     let enc = &mut bundle["entry"][2]["resource"];
@@ -122,18 +114,18 @@ fn validate_refuses_what_is_not_fhir() {
     assert!(stdout.contains("resourceType"), "{stdout}");
 }
 
+/// The posyandu.balita example Bundle `balita-wita-minimal`.
+fn minimal_bundle() -> Value {
+    let path = manifest_dir()
+        .join(EXAMPLES)
+        .join("balita-wita-minimal.bundle.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// The example Encounter as one NDJSON line: valid on its own, and without its subject one
 /// error (rule 10118).
 fn encounter_lines() -> (String, String) {
-    let bundle: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            manifest_dir()
-                .join(EXAMPLES)
-                .join("balita-wita-minimal.bundle.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let bundle = minimal_bundle();
     let enc = bundle["entry"][2]["resource"].clone();
     let mut no_subject = enc.clone();
     no_subject.as_object_mut().unwrap().remove("subject");

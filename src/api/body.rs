@@ -229,34 +229,14 @@ pub fn kind(req: &actix_web::HttpRequest, accepted: &[Kind]) -> Result<Kind, Api
 /// JSON (or NDJSON) nested deeper than `max` objects and arrays is refused. Real records
 /// nest a dozen levels; thousands of levels only serve to exhaust a parser's stack.
 pub fn check_depth(body: &[u8], max: usize) -> Result<(), ApiError> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in body {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > max {
-                    return Err(ApiError::one(
-                        StatusCode::BAD_REQUEST,
-                        IssueCode::TooLong,
-                        format!(
-                            "the JSON is nested more than {max} levels deep; a FHIR resource or a record never needs that"
-                        ),
-                    ));
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
+    if crate::profile::ndjson::too_deep(body, max) {
+        return Err(ApiError::one(
+            StatusCode::BAD_REQUEST,
+            IssueCode::TooLong,
+            format!(
+                "the JSON is nested more than {max} levels deep; a FHIR resource or a record never needs that"
+            ),
+        ));
     }
     Ok(())
 }

@@ -538,8 +538,10 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// JSON nested deeper than `max` objects and arrays (counted outside strings).
-fn too_deep(line: &[u8], max: usize) -> bool {
+/// JSON nested deeper than `max` objects and arrays (counted outside strings), scanned
+/// before parsing so that thousands of levels cannot exhaust the parser's stack. The HTTP
+/// body check (`api::body::check_depth`) uses it too.
+pub fn too_deep(line: &[u8], max: usize) -> bool {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in line {
         if in_string {

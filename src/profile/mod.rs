@@ -50,14 +50,18 @@ pub struct Validator {
     rules: rules::Rules,
 }
 
+/// What could not be loaded, from which file, and why.
+fn load_error(what: &'static str, path: &Path, message: String) -> LoadError {
+    LoadError::Load {
+        what,
+        path: path.display().to_string(),
+        message,
+    }
+}
+
 impl Validator {
     /// Load and compile everything under `profiles/`.
     pub fn load(dir: &Path) -> Result<Validator, LoadError> {
-        let err = |what, path: &Path, message: String| LoadError::Load {
-            what,
-            path: path.display().to_string(),
-            message,
-        };
         let schema_path = dir.join("r4/fhir.schema.json");
         // The JSON Schema compiles on a thread of its own while the StructureDefinitions and
         // rules load: start-up is the longer of the two, not their sum.
@@ -67,7 +71,7 @@ impl Validator {
             let schema = schema
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                .map_err(|m| err("the FHIR R4 JSON Schema", &schema_path, m))?;
+                .map_err(|m| load_error("the FHIR R4 JSON Schema", &schema_path, m))?;
             let (structures, rules) = rest?;
             Ok(Validator {
                 schema,
@@ -82,13 +86,8 @@ impl Validator {
     fn load_profiles_and_rules(
         dir: &Path,
     ) -> Result<(structure::Structures, rules::Rules), LoadError> {
-        let err = |what, path: &Path, message: String| LoadError::Load {
-            what,
-            path: path.display().to_string(),
-            message,
-        };
         let read = |what, path: &Path| {
-            std::fs::read_to_string(path).map_err(|e| err(what, path, e.to_string()))
+            std::fs::read_to_string(path).map_err(|e| load_error(what, path, e.to_string()))
         };
         let table_path = dir.join("satusehat/validation-rules.csv");
         let exceptions_path = dir.join("satusehat/rule-table-exceptions.yaml");
@@ -96,14 +95,14 @@ impl Validator {
             &read("SATUSEHAT's rule table", &table_path)?,
             &read("the rule table's exceptions", &exceptions_path)?,
         )
-        .map_err(|m| err("SATUSEHAT's rule table", &table_path, m))?;
+        .map_err(|m| load_error("SATUSEHAT's rule table", &table_path, m))?;
         let structures = structure::Structures::load(dir)
-            .map_err(|m| err("StructureDefinitions and terminology", dir, m))?;
+            .map_err(|m| load_error("StructureDefinitions and terminology", dir, m))?;
         let rules_path = dir.join("satusehat/rules.yaml");
         let rules = rules::Rules::load(&read("SATUSEHAT rules", &rules_path)?, &table, &|system| {
             structures.whole_code_system(system)
         })
-        .map_err(|m| err("SATUSEHAT rules", &rules_path, m))?;
+        .map_err(|m| load_error("SATUSEHAT rules", &rules_path, m))?;
         let structures = structures
             .with_satusehat_systems(rules.allowed_systems())
             .with_table_extensions(table.extensions());

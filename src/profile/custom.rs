@@ -2,7 +2,7 @@
 //! meaning is clear from the name and from the server's messages. The others are listed in
 //! `rule-table-exceptions.yaml` as not checked offline. Pure: a resource in, findings out.
 
-use super::path::select;
+use super::path::{Selection, select};
 use super::rules::RuleContext;
 use crate::fhir::{IssueCode, Severity};
 use serde_json::Value;
@@ -51,7 +51,7 @@ pub fn run(
     name: &str,
     rule_path: &str,
     resource: &Value,
-    hits: &[(String, &Value)],
+    hits: &Selection<'_>,
     ctx: &RuleContext,
 ) -> Vec<Found> {
     match name {
@@ -72,9 +72,9 @@ pub fn run(
 }
 
 /// Each item's `period` ends no earlier than it starts.
-fn periods_in_order(hits: &[(String, &Value)]) -> Vec<Found> {
+fn periods_in_order(hits: &Selection<'_>) -> Vec<Found> {
     let mut out = Vec::new();
-    for (loc, v) in hits {
+    for (loc, v) in hits.iter() {
         let time = |k: &str| {
             v.pointer(&format!("/period/{k}"))
                 .and_then(Value::as_str)
@@ -94,7 +94,7 @@ fn periods_in_order(hits: &[(String, &Value)]) -> Vec<Found> {
 
 /// The service provider is the organization that sends (SATUSEHAT compares it with the
 /// organization of the access token).
-fn sender_is_provider(hits: &[(String, &Value)], ctx: &RuleContext) -> Vec<Found> {
+fn sender_is_provider(hits: &Selection<'_>, ctx: &RuleContext) -> Vec<Found> {
     let Some(org) = ctx.organization_id else {
         return Vec::new();
     };
@@ -121,7 +121,7 @@ fn codings(v: &Value) -> impl Iterator<Item = (usize, &Value)> {
 }
 
 /// At most one KFA coding.
-fn one_kfa_code(hits: &[(String, &Value)]) -> Vec<Found> {
+fn one_kfa_code(hits: &Selection<'_>) -> Vec<Found> {
     hits.iter()
         .filter_map(|(loc, v)| {
             let n = codings(v)
@@ -134,9 +134,9 @@ fn one_kfa_code(hits: &[(String, &Value)]) -> Vec<Found> {
 
 /// A KFA code is checked against SATUSEHAT's KFA master, which gerbang does not hold: it
 /// must at least look like one (an 8-digit product code, or a vaccine group `VG…`).
-fn kfa_codes_well_formed(hits: &[(String, &Value)]) -> Vec<Found> {
+fn kfa_codes_well_formed(hits: &Selection<'_>) -> Vec<Found> {
     let mut out = Vec::new();
-    for (loc, v) in hits {
+    for (loc, v) in hits.iter() {
         for (i, c) in codings(v) {
             if c.get("system").and_then(Value::as_str) != Some(KFA) {
                 continue;
@@ -163,7 +163,7 @@ fn kfa_codes_well_formed(hits: &[(String, &Value)]) -> Vec<Found> {
 }
 
 /// The vaccine had not expired when it was given.
-fn not_expired(resource: &Value, hits: &[(String, &Value)]) -> Vec<Found> {
+fn not_expired(resource: &Value, hits: &Selection<'_>) -> Vec<Found> {
     let given = resource
         .get("occurrenceDateTime")
         .and_then(Value::as_str)
@@ -177,7 +177,7 @@ fn not_expired(resource: &Value, hits: &[(String, &Value)]) -> Vec<Found> {
             // Both are YYYY-MM-DD here, so text order is date order.
             (exp.len() == 10 && exp < given.as_str()).then(|| {
                 found(
-                    loc.clone(),
+                    loc.to_string(),
                     format!("expired on {exp}, before the dose on {given}"),
                 )
             })
@@ -194,7 +194,7 @@ fn performer_function(resource: &Value) -> Vec<Found> {
     };
     let want: &[&str] = if primary { &["AP", "OP"] } else { &["EP"] };
     let functions: Vec<&str> = select(resource, "performer.function.coding")
-        .into_iter()
+        .iter()
         .filter(|(_, c)| c.get("system").and_then(Value::as_str) == Some(V2_0443))
         .filter_map(|(_, c)| c.get("code").and_then(Value::as_str))
         .collect();
@@ -210,7 +210,7 @@ fn performer_function(resource: &Value) -> Vec<Found> {
     )]
 }
 
-fn refers_to(hits: &[(String, &Value)], target: &str, ctx: &RuleContext) -> Vec<Found> {
+fn refers_to(hits: &Selection<'_>, target: &str, ctx: &RuleContext) -> Vec<Found> {
     hits.iter()
         .filter_map(|(loc, v)| {
             let r = v.get("reference").and_then(Value::as_str)?;
@@ -240,7 +240,8 @@ fn address_parents(resource: &Value, rule_path: &str) -> Vec<Found> {
         .and_then(|s| s.split(']').next())
         .unwrap_or("");
     let path = format!("address.extension[url={ADMINISTRATIVE_CODE}]");
-    for (loc, ext) in select(resource, &path) {
+    let administrative_codes = select(resource, &path);
+    for (loc, ext) in administrative_codes.iter() {
         let parts: Vec<(usize, &str, &str)> = ext
             .get("extension")
             .and_then(Value::as_array)
@@ -277,7 +278,7 @@ fn address_parents(resource: &Value, rule_path: &str) -> Vec<Found> {
 }
 
 /// A parent's identifier in the education extension is a NIK as on the KTP: 16 digits.
-fn ktp_format(hits: &[(String, &Value)]) -> Vec<Found> {
+fn ktp_format(hits: &Selection<'_>) -> Vec<Found> {
     hits.iter()
         .filter_map(|(loc, v)| {
             let s = v.as_str()?;
@@ -286,7 +287,7 @@ fn ktp_format(hits: &[(String, &Value)]) -> Vec<Found> {
             } else {
                 crate::fhir::nik::impossible(s).map(|w| w.to_string())
             };
-            why.map(|why| found(loc.clone(), format!("not a NIK: {why}")))
+            why.map(|why| found(loc.to_string(), format!("not a NIK: {why}")))
         })
         .collect()
 }

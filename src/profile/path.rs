@@ -8,23 +8,26 @@
 
 use serde_json::Value;
 
-/// All values at `path` below `value`, with their locations (relative, no leading dot).
-pub fn select<'a>(value: &'a Value, path: &str) -> Vec<(String, &'a Value)> {
-    let mut current: Vec<(String, &Value)> = vec![(String::new(), value)];
+/// All values at `path` below `value`, each with its location (relative, no leading dot).
+pub fn select<'a>(value: &'a Value, path: &str) -> Selection<'a> {
+    let mut sel = Selection {
+        places: Vec::new(),
+        found: vec![(ROOT, value)],
+    };
     if path.is_empty() {
-        return current;
+        return sel;
     }
     for step in steps(path) {
         // `item*`: this element at any depth of nesting (item, item.item, …).
         if let Some(name) = step.strip_suffix('*') {
             let mut found = Vec::new();
-            let mut frontier = current;
+            let mut frontier = std::mem::take(&mut sel.found);
             while !frontier.is_empty() {
-                let level = children(frontier, name, None);
-                found.extend(level.iter().cloned());
+                let level = sel.children(&frontier, name, None);
+                found.extend(level.iter().copied());
                 frontier = level;
             }
-            current = found;
+            sel.found = found;
             continue;
         }
         // `extension[url=value]`: only the items whose `url` is `value`.
@@ -35,9 +38,127 @@ pub fn select<'a>(value: &'a Value, path: &str) -> Vec<(String, &'a Value)> {
             }
             _ => (step, None),
         };
-        current = children(current, name, filter);
+        let current = std::mem::take(&mut sel.found);
+        sel.found = sel.children(&current, name, filter);
     }
-    current
+    sel
+}
+
+/// The place of the resource itself (an empty location).
+const ROOT: u32 = u32::MAX;
+
+/// What [`select`] found: the values, and where each is. Rules select paths of every
+/// resource they check and most values pass, so a location is kept as a chain of steps
+/// (one shared entry per key walked through) and written out only when an issue needs it.
+#[derive(Debug)]
+pub struct Selection<'a> {
+    /// Every place walked through: its parent place, its key, its index in an array.
+    places: Vec<(u32, &'a str, Option<u32>)>,
+    found: Vec<(u32, &'a Value)>,
+}
+
+/// Where one selected value is; `Display` writes it (`statusHistory[1].period.start`).
+#[derive(Debug, Clone, Copy)]
+pub struct Loc<'s> {
+    places: &'s [(u32, &'s str, Option<u32>)],
+    place: u32,
+}
+
+impl<'a> Selection<'a> {
+    /// The values with their locations, in document order.
+    pub fn iter(&self) -> impl Iterator<Item = (Loc<'_>, &'a Value)> + '_ {
+        self.found.iter().map(|&(place, v)| {
+            (
+                Loc {
+                    places: &self.places,
+                    place,
+                },
+                v,
+            )
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.found.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.found.is_empty()
+    }
+
+    /// The children named `step` (`value[x]` for a choice) of every value in `current`.
+    fn children(
+        &mut self,
+        current: &[(u32, &'a Value)],
+        step: &str,
+        filter: Option<(&str, &str)>,
+    ) -> Vec<(u32, &'a Value)> {
+        let mut next = Vec::new();
+        let keep = |item: &Value| {
+            filter.is_none_or(|(k, want)| item.get(k).and_then(Value::as_str) == Some(want))
+        };
+        for &(parent, v) in current {
+            let Value::Object(map) = v else { continue };
+            let mut visit = |key: &'a String, child: &'a Value| match child {
+                Value::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if keep(item) {
+                            self.places.push((parent, key.as_str(), Some(i as u32)));
+                            next.push((self.places.len() as u32 - 1, item));
+                        }
+                    }
+                }
+                other if keep(other) => {
+                    self.places.push((parent, key.as_str(), None));
+                    next.push((self.places.len() as u32 - 1, other));
+                }
+                _ => {}
+            };
+            match step.strip_suffix("[x]") {
+                Some(prefix) => {
+                    for (k, child) in map {
+                        let is_choice = k
+                            .strip_prefix(prefix)
+                            .and_then(|rest| rest.chars().next())
+                            .is_some_and(char::is_uppercase);
+                        if is_choice {
+                            visit(k, child);
+                        }
+                    }
+                }
+                None => {
+                    if let Some((k, child)) = map.get_key_value(step) {
+                        visit(k, child);
+                    }
+                }
+            }
+        }
+        next
+    }
+}
+
+impl std::fmt::Display for Loc<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.place == ROOT {
+            return Ok(());
+        }
+        let (parent, key, index) = self.places[self.place as usize];
+        if parent != ROOT {
+            write!(
+                f,
+                "{}.",
+                Loc {
+                    places: self.places,
+                    place: parent
+                }
+            )?;
+        }
+        f.write_str(key)?;
+        if let Some(i) = index {
+            write!(f, "[{i}]")?;
+        }
+        Ok(())
+    }
 }
 
 /// The steps of a path: split at dots outside brackets, so that
@@ -95,51 +216,6 @@ pub fn first_step_present(value: &Value, path: &str) -> bool {
     map.contains_key(name)
 }
 
-/// The children named `step` (`value[x]` for a choice) of every value in `current`.
-fn children<'a>(
-    current: Vec<(String, &'a Value)>,
-    step: &str,
-    filter: Option<(&str, &str)>,
-) -> Vec<(String, &'a Value)> {
-    let mut next = Vec::new();
-    for (loc, v) in current {
-        let Value::Object(map) = v else { continue };
-        let matches: Vec<(&String, &Value)> = match step.strip_suffix("[x]") {
-            Some(prefix) => map
-                .iter()
-                .filter(|(k, _)| {
-                    k.strip_prefix(prefix)
-                        .and_then(|rest| rest.chars().next())
-                        .is_some_and(char::is_uppercase)
-                })
-                .collect(),
-            None => map.get_key_value(step).into_iter().collect(),
-        };
-        for (key, child) in matches {
-            let base = if loc.is_empty() {
-                key.clone()
-            } else {
-                format!("{loc}.{key}")
-            };
-            let keep = |item: &Value| {
-                filter.is_none_or(|(k, want)| item.get(k).and_then(Value::as_str) == Some(want))
-            };
-            match child {
-                Value::Array(items) => {
-                    for (i, item) in items.iter().enumerate() {
-                        if keep(item) {
-                            next.push((format!("{base}[{i}]"), item));
-                        }
-                    }
-                }
-                other if keep(other) => next.push((base, other)),
-                _ => {}
-            }
-        }
-    }
-    next
-}
-
 /// Whether a value counts as present: FHIR forbids empty strings, arrays and objects.
 pub fn is_present(v: &Value) -> bool {
     match v {
@@ -174,8 +250,8 @@ mod tests {
             "occurrences": "no"
         });
         let got: Vec<_> = select(&r, "statusHistory.period.start")
-            .into_iter()
-            .map(|(l, v)| (l, v.clone()))
+            .iter()
+            .map(|(l, v)| (l.to_string(), v.clone()))
             .collect();
         assert_eq!(
             got,
@@ -185,8 +261,8 @@ mod tests {
             ]
         );
         let choice: Vec<_> = select(&r, "occurrence[x]")
-            .into_iter()
-            .map(|(l, _)| l)
+            .iter()
+            .map(|(l, _)| l.to_string())
             .collect();
         assert_eq!(choice, vec!["occurrenceDateTime", "occurrenceString"]);
         assert!(select(&r, "missing.path").is_empty());
@@ -196,8 +272,8 @@ mod tests {
     fn recursion_and_filters() {
         let qr = json!({"item": [{"answer": [{"v": 1}], "item": [{"answer": [{"v": 2}], "item": [{"answer": [{"v": 3}]}]}]}]});
         let got: Vec<_> = select(&qr, "item*.answer.v")
-            .into_iter()
-            .map(|(l, v)| (l, v.clone()))
+            .iter()
+            .map(|(l, v)| (l.to_string(), v.clone()))
             .collect();
         assert_eq!(
             got,
@@ -209,8 +285,8 @@ mod tests {
         );
         let ext = json!({"extension": [{"url": "upgradeClassIndicator", "valueCode": "a"}, {"url": "value", "valueCode": "b"}]});
         let got: Vec<_> = select(&ext, "extension[url=value].valueCode")
-            .into_iter()
-            .map(|(l, _)| l)
+            .iter()
+            .map(|(l, _)| l.to_string())
             .collect();
         assert_eq!(got, vec!["extension[1].valueCode"]);
         let url = json!({"extension": [{"url": "https://fhir.kemkes.go.id/r4/StructureDefinition/x", "valueCode": "c"}]});
@@ -218,8 +294,8 @@ mod tests {
             &url,
             "extension[url=https://fhir.kemkes.go.id/r4/StructureDefinition/x].valueCode",
         )
-        .into_iter()
-        .map(|(l, _)| l)
+        .iter()
+        .map(|(l, _)| l.to_string())
         .collect();
         assert_eq!(got, vec!["extension[0].valueCode"]);
     }

@@ -8,7 +8,7 @@
 //! evidence that SATUSEHAT refuses makes it an error. This module knows the kinds of check;
 //! adding a rule is an edit to the data files, reviewed like code.
 
-use super::path::{first_step_present, is_present, join, select};
+use super::path::{Selection, first_step_present, is_present, join, select};
 use super::rule_load::RowCoverage;
 use crate::fhir::{Issue, IssueCode, Outcome, Severity};
 use chrono::{DateTime, Utc};
@@ -177,7 +177,7 @@ impl When {
     fn holds(&self, resource: &Value) -> bool {
         let hits = select(resource, &self.path);
         match &self.equals {
-            Some(expected) => hits.iter().any(|(_, v)| *v == expected),
+            Some(expected) => hits.iter().any(|(_, v)| v == expected),
             None => hits.iter().any(|(_, v)| is_present(v)),
         }
     }
@@ -324,7 +324,7 @@ impl Rules {
         let Some(rt) = resource.get("resourceType").and_then(Value::as_str) else {
             return out;
         };
-        let mut last: Option<(&str, Hits)> = None;
+        let mut last: Option<(&str, Selection)> = None;
         for rule in self
             .by_resource
             .get(rt)
@@ -375,25 +375,23 @@ impl Rules {
     }
 }
 
-/// The values a rule's path selects, as [`select`] gives them.
-type Hits<'a> = Vec<(String, &'a Value)>;
-
 #[allow(clippy::too_many_arguments)]
 fn apply(
     rule: &Rule,
     resource: &Value,
-    hits: &Hits,
+    hits: &Selection<'_>,
     at: &str,
     ctx: &RuleContext,
     codes: &HashMap<String, HashSet<String>>,
     out: &mut Outcome,
 ) {
-    let issue = |code: IssueCode, loc: &str, detail: Option<String>| {
+    // Locations are written out here, for an issue found, not for every value checked.
+    let issue = |code: IssueCode, loc: &dyn std::fmt::Display, detail: Option<String>| {
         let text = match detail {
             Some(d) => format!("{} ({d})", rule.text),
             None => rule.text.clone(),
         };
-        let mut i = Issue::new(rule.severity, code, text).at(join(at, loc));
+        let mut i = Issue::new(rule.severity, code, text).at(join(at, &loc.to_string()));
         i.rule = rule.rule;
         i
     };
@@ -404,12 +402,12 @@ fn apply(
             }
         }
         Check::SystemIn(allowed) => {
-            for (loc, v) in hits {
-                for (sys_loc, system) in systems_of(v, loc) {
+            for (loc, v) in hits.iter() {
+                for (coding, system) in systems_of(v) {
                     match system {
                         None => out.push(issue(
                             IssueCode::Required,
-                            &sys_loc,
+                            &system_loc(loc, coding),
                             Some("system is missing".into()),
                         )),
                         Some(s)
@@ -419,7 +417,7 @@ fn apply(
                         {
                             out.push(issue(
                                 IssueCode::CodeInvalid,
-                                &sys_loc,
+                                &system_loc(loc, coding),
                                 Some(format!("found `{s}`")),
                             ))
                         }
@@ -430,27 +428,27 @@ fn apply(
         }
         Check::Utc | Check::Datetime => {
             let need_time = matches!(rule.check, Check::Datetime);
-            for (loc, v) in hits {
+            for (loc, v) in hits.iter() {
                 let Some(s) = v.as_str() else { continue };
                 if let Some(utc) = crate::time::as_satusehat_utc(s) {
                     // Another offset (`+07:00`, `Z`): SATUSEHAT's servers accept it
                     // (satusehat-server-behaviour.md); its docs ask for +00:00.
-                    let mut i = issue(IssueCode::Value, loc, Some(format!("found `{s}`")));
+                    let mut i = issue(IssueCode::Value, &loc, Some(format!("found `{s}`")));
                     i.severity = Severity::Warning;
-                    i.text = offset_text(loc_name(at, loc), s, &utc);
+                    i.text = offset_text(loc_name(at, &loc.to_string()), s, &utc);
                     out.push(i);
                 } else if (need_time || s.contains('T')) && !crate::time::is_satusehat_utc(s) {
-                    out.push(issue(IssueCode::Value, loc, Some(format!("found `{s}`"))));
+                    out.push(issue(IssueCode::Value, &loc, Some(format!("found `{s}`"))));
                 }
             }
         }
         Check::NotFuture => {
-            for (loc, v) in hits {
+            for (loc, v) in hits.iter() {
                 if let Some(t) = v.as_str().and_then(crate::time::parse_fhir) {
                     if (t - ctx.now).num_seconds() > FUTURE_TOLERANCE_SECS {
                         out.push(issue(
                             IssueCode::Value,
-                            loc,
+                            &loc,
                             Some(format!("`{}` is in the future", v.as_str().unwrap_or(""))),
                         ));
                     }
@@ -459,12 +457,12 @@ fn apply(
         }
         Check::NotBefore(date) => {
             let limit = crate::time::parse_fhir(date).expect("checked at load");
-            for (loc, v) in hits {
+            for (loc, v) in hits.iter() {
                 if let Some(t) = v.as_str().and_then(crate::time::parse_fhir) {
                     if t < limit {
                         out.push(issue(
                             IssueCode::Value,
-                            loc,
+                            &loc,
                             Some(format!("`{}` is before {date}", v.as_str().unwrap_or(""))),
                         ));
                     }
@@ -473,15 +471,15 @@ fn apply(
         }
         Check::After(other) => {
             let other_time = select(resource, other)
-                .into_iter()
+                .iter()
                 .find_map(|(_, v)| v.as_str().and_then(crate::time::parse_fhir));
             if let Some(other_time) = other_time {
-                for (loc, v) in hits {
+                for (loc, v) in hits.iter() {
                     if let Some(t) = v.as_str().and_then(crate::time::parse_fhir) {
                         if t <= other_time {
                             out.push(issue(
                                 IssueCode::Invariant,
-                                loc,
+                                &loc,
                                 Some(format!("must be after {other}")),
                             ));
                         }
@@ -493,7 +491,7 @@ fn apply(
             // Reported at the first reference, only when none points to one of the types.
             let mut first_other = None;
             let mut any_matches = false;
-            for (loc, v) in hits {
+            for (loc, v) in hits.iter() {
                 if let Some(t) = target_of(v, ctx) {
                     if types.contains(&t) {
                         any_matches = true;
@@ -514,7 +512,7 @@ fn apply(
             }
         }
         Check::ReferenceTo(types) => {
-            for (loc, v) in hits {
+            for (loc, v) in hits.iter() {
                 if let Some(t) = target_of(v, ctx) {
                     if !types.iter().any(|x| *x == t) {
                         out.push(issue(
@@ -527,32 +525,32 @@ fn apply(
             }
         }
         Check::Positive => {
-            for (loc, v) in hits {
+            for (loc, v) in hits.iter() {
                 let positive = v
                     .as_i64()
                     .map(|n| n > 0)
                     .or_else(|| v.as_f64().map(|n| n > 0.0));
                 if positive != Some(true) {
-                    out.push(issue(IssueCode::Value, loc, Some(format!("found {v}"))));
+                    out.push(issue(IssueCode::Value, &loc, Some(format!("found {v}"))));
                 }
             }
         }
         Check::NotNegative => {
-            for (loc, v) in hits {
+            for (loc, v) in hits.iter() {
                 if v.as_f64().is_some_and(|n| n < 0.0) {
-                    out.push(issue(IssueCode::Value, loc, Some(format!("found {v}"))));
+                    out.push(issue(IssueCode::Value, &loc, Some(format!("found {v}"))));
                 }
             }
         }
         Check::NotBlank => {
-            for (loc, v) in hits {
+            for (loc, v) in hits.iter() {
                 if v.as_str().is_some_and(|s| s.trim().is_empty()) {
-                    out.push(issue(IssueCode::Value, loc, None));
+                    out.push(issue(IssueCode::Value, &loc, None));
                 }
             }
         }
         Check::CodeIn(systems) => {
-            for (loc, v) in hits {
+            for (loc, v) in hits.iter() {
                 let Some(code) = v.as_str() else { continue };
                 let known = systems
                     .iter()
@@ -560,7 +558,7 @@ fn apply(
                 if !known {
                     out.push(issue(
                         IssueCode::CodeInvalid,
-                        loc,
+                        &loc,
                         Some(format!("found `{code}`")),
                     ));
                 }
@@ -582,8 +580,8 @@ fn apply(
             }
         }
         Check::AnySystem(allowed) => {
-            let present = hits.iter().any(|(loc, v)| {
-                systems_of(v, loc).iter().any(|(_, s)| {
+            let present = hits.iter().any(|(_, v)| {
+                systems_of(v).iter().any(|(_, s)| {
                     s.is_some_and(|s| {
                         allowed
                             .iter()
@@ -596,11 +594,11 @@ fn apply(
             }
         }
         Check::OneOf(values) => {
-            for (loc, v) in hits {
+            for (loc, v) in hits.iter() {
                 if !values.contains(v) {
                     out.push(issue(
                         IssueCode::CodeInvalid,
-                        loc,
+                        &loc,
                         Some(format!("found {v}")),
                     ));
                 }
@@ -631,9 +629,9 @@ pub fn offset_text(element: String, found: &str, utc: &str) -> String {
     )
 }
 
-/// The `system` of every Coding in a CodeableConcept, or of an Identifier/Coding/Quantity
-/// itself, with its location.
-fn systems_of<'a>(v: &'a Value, loc: &str) -> Vec<(String, Option<&'a str>)> {
+/// The `system` of every Coding in a CodeableConcept (with the coding's index), or of an
+/// Identifier/Coding/Quantity itself (`None`).
+fn systems_of(v: &Value) -> Vec<(Option<usize>, Option<&str>)> {
     // A CodeableConcept with only `text` has no coding to check (whether a coding is
     // required is a `required` rule's business).
     let is_concept = v.get("coding").is_some()
@@ -645,12 +643,7 @@ fn systems_of<'a>(v: &'a Value, loc: &str) -> Vec<(String, Option<&'a str>)> {
         return codings
             .iter()
             .enumerate()
-            .map(|(i, c)| {
-                (
-                    format!("{loc}.coding[{i}].system"),
-                    c.get("system").and_then(Value::as_str),
-                )
-            })
+            .map(|(i, c)| (Some(i), c.get("system").and_then(Value::as_str)))
             .collect();
     }
     // An Identifier, Coding or Quantity; an object with none of system, code or value is
@@ -660,12 +653,17 @@ fn systems_of<'a>(v: &'a Value, loc: &str) -> Vec<(String, Option<&'a str>)> {
             .iter()
             .any(|k| v.get(k).is_some())
     {
-        return vec![(
-            format!("{loc}.system"),
-            v.get("system").and_then(Value::as_str),
-        )];
+        return vec![(None, v.get("system").and_then(Value::as_str))];
     }
     Vec::new()
+}
+
+/// Where a `system` [`systems_of`] found is: `….coding[1].system` or `….system`.
+fn system_loc(loc: impl std::fmt::Display, coding: Option<usize>) -> String {
+    match coding {
+        Some(i) => format!("{loc}.coding[{i}].system"),
+        None => format!("{loc}.system"),
+    }
 }
 
 /// `http://sys-ids.kemkes.go.id/encounter/{org}` matches the sender's own org id, or any id

@@ -19,6 +19,7 @@ use crate::fhir::{Issue, IssueCode, Outcome};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::fmt::Write as _;
 use std::path::Path;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,6 +76,10 @@ struct Child {
     pattern: Option<Value>,
     /// Children are defined at this other path (`#Questionnaire.item`).
     content_ref: Option<String>,
+    /// For a choice, the JSON key of each type, in the order of `types` (`valueQuantity`).
+    choice_keys: Vec<String>,
+    /// `_name`: where a primitive's extensions sit when it has no value.
+    extension_key: String,
 }
 
 /// The children of every element of one resource or datatype, by parent path.
@@ -333,17 +338,23 @@ impl Structures {
             return out;
         };
         if self.types.contains_key(rt) {
-            self.check_node(rt, rt, obj, at, resolve, &mut out);
+            let mut loc = String::with_capacity(at.len() + 64);
+            loc.push_str(at);
+            self.check_node(rt, rt, obj, &mut loc, resolve, &mut out);
         }
         out
     }
 
+    /// Walk one object against the children its definition declares. `loc` is the
+    /// location of `obj`, a buffer extended for each child and cut back after it: the
+    /// walk visits every value of every resource, and a location is only read when an
+    /// issue is found, so none is built for the values that pass.
     fn check_node(
         &self,
         type_name: &str,
         def_path: &str,
         obj: &Map<String, Value>,
-        at: &str,
+        loc: &mut String,
         resolve: Resolver,
         out: &mut Outcome,
     ) {
@@ -354,26 +365,24 @@ impl Structures {
             return;
         };
         for child in children {
-            // The values of this element, each with its type.
-            let mut values: Vec<(String, &Value, &str)> = Vec::new();
+            // The values of this element: (JSON key, index in its array, value, type).
+            let mut values: Vec<(&str, Option<usize>, &Value, &str)> = Vec::new();
             let mut count = 0usize;
             if child.choice {
                 for (key, v) in obj {
-                    let Some(suffix) = key.strip_prefix(child.name.as_str()) else {
+                    if !key.starts_with(child.name.as_str()) {
                         continue;
-                    };
-                    if let Some(t) = child.types.iter().find(|t| type_suffix(&t.code) == suffix) {
+                    }
+                    if let Some(i) = child.choice_keys.iter().position(|k| k == key) {
                         count += 1;
-                        values.push((key.clone(), v, t.code.as_str()));
+                        values.push((key, None, v, child.types[i].code.as_str()));
                     }
                 }
                 if count == 0 {
                     count += child
-                        .types
+                        .choice_keys
                         .iter()
-                        .filter(|t| {
-                            obj.contains_key(&format!("_{}{}", child.name, type_suffix(&t.code)))
-                        })
+                        .filter(|k| obj.contains_key(&format!("_{k}")))
                         .count();
                 }
             } else {
@@ -386,55 +395,63 @@ impl Structures {
                     Some(Value::Array(items)) => {
                         count = items.iter().filter(|v| !v.is_null()).count();
                         for (i, v) in items.iter().enumerate() {
-                            values.push((format!("{}[{i}]", child.name), v, ty));
+                            values.push((child.name.as_str(), Some(i), v, ty));
                         }
                     }
                     Some(Value::Null) | None => {}
                     Some(v) => {
                         count = 1;
-                        values.push((child.name.clone(), v, ty));
+                        values.push((child.name.as_str(), None, v, ty));
                     }
                 }
                 if count == 0 {
                     // A primitive may carry only extensions (`_status`).
-                    if let Some(ext) = obj.get(&format!("_{}", child.name)) {
+                    if let Some(ext) = obj.get(&child.extension_key) {
                         count = ext.as_array().map_or(1, Vec::len);
                     }
                 }
             }
-            let name = if child.choice {
-                format!("{}[x]", child.name)
-            } else {
-                child.name.clone()
-            };
-            if (count as u32) < child.min {
-                out.push(
-                    Issue::error(
-                        IssueCode::Required,
-                        format!(
-                            "{} is required ({}..{} in the FHIR R4 definition of {type_name})",
-                            name,
-                            child.min,
-                            child.max.map_or("*".into(), |m| m.to_string())
-                        ),
-                    )
-                    .at(format!("{at}.{}", child.name)),
-                );
-            }
-            if let Some(max) = child.max {
-                if count as u32 > max {
+            let too_few = (count as u32) < child.min;
+            let too_many = child.max.is_some_and(|max| count as u32 > max);
+            if too_few || too_many {
+                let name = if child.choice {
+                    format!("{}[x]", child.name)
+                } else {
+                    child.name.clone()
+                };
+                if too_few {
+                    out.push(
+                        Issue::error(
+                            IssueCode::Required,
+                            format!(
+                                "{} is required ({}..{} in the FHIR R4 definition of {type_name})",
+                                name,
+                                child.min,
+                                child.max.map_or("*".into(), |m| m.to_string())
+                            ),
+                        )
+                        .at(format!("{loc}.{}", child.name)),
+                    );
+                }
+                if let Some(max) = child.max.filter(|_| too_many) {
                     out.push(
                         Issue::error(
                             IssueCode::Structure,
                             format!("{name} may occur at most {max} time(s); found {count}"),
                         )
-                        .at(format!("{at}.{}", child.name)),
+                        .at(format!("{loc}.{}", child.name)),
                     );
                 }
             }
-            for (key, value, ty) in values {
-                let loc = format!("{at}.{key}");
-                self.check_value(type_name, child, value, ty, &loc, resolve, out);
+            for (key, index, value, ty) in values {
+                let parent = loc.len();
+                loc.push('.');
+                loc.push_str(key);
+                if let Some(i) = index {
+                    let _ = write!(loc, "[{i}]");
+                }
+                self.check_value(type_name, child, value, ty, loc, resolve, out);
+                loc.truncate(parent);
             }
         }
     }
@@ -446,14 +463,15 @@ impl Structures {
         child: &Child,
         value: &Value,
         ty: &str,
-        loc: &str,
+        loc: &mut String,
         resolve: Resolver,
         out: &mut Outcome,
     ) {
         if let Some(fixed) = &child.fixed {
             if value != fixed {
                 out.push(
-                    Issue::error(IssueCode::Value, format!("must be exactly {fixed}")).at(loc),
+                    Issue::error(IssueCode::Value, format!("must be exactly {fixed}"))
+                        .at(loc.as_str()),
                 );
             }
         }
@@ -464,7 +482,7 @@ impl Structures {
                         IssueCode::Value,
                         format!("must match the pattern {pattern}"),
                     )
-                    .at(loc),
+                    .at(loc.as_str()),
                 );
             }
         }
@@ -849,10 +867,21 @@ fn index_type(elements: Vec<ElementDef>) -> TypeDef {
                 pattern = Some(v.clone());
             }
         }
+        let choice_keys = if choice {
+            e.types
+                .iter()
+                .map(|t| format!("{name}{}", type_suffix(&t.code)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let extension_key = format!("_{name}");
         def.children
             .entry(parent.to_string())
             .or_default()
             .push(Child {
+                choice_keys,
+                extension_key,
                 name,
                 choice,
                 path: e.path.clone(),

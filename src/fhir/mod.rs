@@ -13,6 +13,7 @@ pub mod typed;
 pub use outcome::{Issue, IssueCode, Outcome, Severity};
 
 use serde_json::Value;
+use std::fmt::Write as _;
 use uuid::Uuid;
 
 /// Identifier systems defined by SATUSEHAT (satusehat.md §2.1).
@@ -71,11 +72,13 @@ pub fn resource_type(resource: &Value) -> Option<&str> {
 /// (FHIRPath-style, e.g. `subject` or `performer[0].actor`).
 pub fn references(value: &Value) -> Vec<(String, &str)> {
     let mut out = Vec::new();
-    walk_references(value, String::new(), &mut out);
+    walk_references(value, &mut String::new(), &mut out);
     out
 }
 
-fn walk_references<'a>(value: &'a Value, path: String, out: &mut Vec<(String, &'a str)>) {
+/// `path` is where `value` is, extended for each child and cut back after: a path is
+/// written out only for a reference found, not for every value walked through.
+fn walk_references<'a>(value: &'a Value, path: &mut String, out: &mut Vec<(String, &'a str)>) {
     match value {
         Value::Object(map) => {
             for (k, v) in map {
@@ -87,17 +90,21 @@ fn walk_references<'a>(value: &'a Value, path: String, out: &mut Vec<(String, &'
                 }
                 // A nested resource (contained) keeps its own reference scope; Bundles nested
                 // in Bundles are rejected elsewhere.
-                let child = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                walk_references(v, child, out);
+                let parent = path.len();
+                if parent > 0 {
+                    path.push('.');
+                }
+                path.push_str(k);
+                walk_references(v, path, out);
+                path.truncate(parent);
             }
         }
         Value::Array(items) => {
+            let parent = path.len();
             for (i, v) in items.iter().enumerate() {
-                walk_references(v, format!("{path}[{i}]"), out);
+                let _ = write!(path, "[{i}]");
+                walk_references(v, path, out);
+                path.truncate(parent);
             }
         }
         _ => {}

@@ -12,6 +12,7 @@ use crate::fhir::{Issue, IssueCode, Outcome};
 const DATE_ALLOWED: &[(&str, &str)] = &[("Immunization", "occurrenceDateTime")];
 use foldhash::{HashMap, HashMapExt};
 use serde_json::Value;
+use std::fmt::Write as _;
 
 /// Where an element leads: a dateTime, or a complex type to look into.
 #[derive(Debug, Clone)]
@@ -85,12 +86,15 @@ impl DateTimes {
     pub fn check(&self, resource: &Value, at: &str) -> Outcome {
         let mut out = Outcome::new();
         if let Some(rt) = resource.get("resourceType").and_then(Value::as_str) {
-            self.walk(rt, resource, at, &mut out);
+            let mut loc = at.to_string();
+            self.walk(rt, resource, &mut loc, &mut out);
         }
         out
     }
 
-    fn walk(&self, ty: &str, v: &Value, at: &str, out: &mut Outcome) {
+    /// `loc` is where `v` is: extended for each element walked into and cut back after,
+    /// so a location is written out only for an element found wanting.
+    fn walk(&self, ty: &str, v: &Value, loc: &mut String, out: &mut Outcome) {
         let (Some(slots), Some(obj)) = (self.types.get(ty), v.as_object()) else {
             return;
         };
@@ -99,32 +103,40 @@ impl DateTimes {
             if DATE_ALLOWED.contains(&(ty, k.as_str())) {
                 continue;
             }
-            let items: Vec<(String, &Value)> = match child {
-                Value::Array(a) => a
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (format!("{at}.{k}[{i}]"), c))
-                    .collect(),
-                other => vec![(format!("{at}.{k}"), other)],
-            };
-            for (loc, item) in items {
-                match slot {
-                    Slot::DateTime => {
-                        if let Some(s) = item.as_str().filter(|s| !s.contains('T')) {
-                            out.push(
-                                Issue::error(
-                                    IssueCode::Value,
-                                    format!(
-                                        "`{s}` is a date without a time; SATUSEHAT refuses that in a date-time element — write the moment as YYYY-MM-DDThh:mm:ss+00:00"
-                                    ),
-                                )
-                                .at(loc),
-                            );
-                        }
+            let parent = loc.len();
+            loc.push('.');
+            loc.push_str(k);
+            match child {
+                Value::Array(items) => {
+                    let key_end = loc.len();
+                    for (i, item) in items.iter().enumerate() {
+                        let _ = write!(loc, "[{i}]");
+                        self.check_item(slot, item, loc, out);
+                        loc.truncate(key_end);
                     }
-                    Slot::Complex(t) => self.walk(t, item, &loc, out),
+                }
+                item => self.check_item(slot, item, loc, out),
+            }
+            loc.truncate(parent);
+        }
+    }
+
+    fn check_item(&self, slot: &Slot, item: &Value, loc: &mut String, out: &mut Outcome) {
+        match slot {
+            Slot::DateTime => {
+                if let Some(s) = item.as_str().filter(|s| !s.contains('T')) {
+                    out.push(
+                        Issue::error(
+                            IssueCode::Value,
+                            format!(
+                                "`{s}` is a date without a time; SATUSEHAT refuses that in a date-time element — write the moment as YYYY-MM-DDThh:mm:ss+00:00"
+                            ),
+                        )
+                        .at(loc.as_str()),
+                    );
                 }
             }
+            Slot::Complex(t) => self.walk(t, item, loc, out),
         }
     }
 }

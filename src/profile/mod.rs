@@ -22,6 +22,7 @@ pub mod structure;
 use crate::fhir::{self, Issue, IssueCode, Outcome};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use std::fmt::Write as _;
 use std::path::Path;
 use thiserror::Error;
 
@@ -334,35 +335,45 @@ impl Validator {
 /// as a warning.
 fn utc_everywhere(resource: &Value, at: &str, already: &[String]) -> Outcome {
     let mut out = Outcome::new();
-    let mut stack = vec![(at.to_string(), resource)];
-    while let Some((loc, v)) = stack.pop() {
-        match v {
-            Value::Object(m) => {
-                for (k, child) in m {
-                    if k == "contained" || k == "resourceType" {
-                        continue;
-                    }
-                    stack.push((format!("{loc}.{k}"), child));
-                }
-            }
-            Value::Array(items) => {
-                for (i, child) in items.iter().enumerate() {
-                    stack.push((format!("{loc}[{i}]"), child));
-                }
-            }
-            Value::String(s) if looks_like_datetime(s) && !already.contains(&loc) => {
-                if let Some(utc) = crate::time::as_satusehat_utc(s) {
-                    out.push(
-                        Issue::warning(IssueCode::Value, rules::offset_text(loc.clone(), s, &utc))
-                            .at(loc),
-                    );
-                }
-            }
-            _ => {}
-        }
-    }
-    out.issues.reverse();
+    let mut loc = at.to_string();
+    offsets_below(resource, &mut loc, already, &mut out);
     out
+}
+
+/// The warnings of [`utc_everywhere`] for `v` at `loc`, in document order. `loc` is extended
+/// for each child and cut back after: it is read only for strings that look like a time.
+fn offsets_below(v: &Value, loc: &mut String, already: &[String], out: &mut Outcome) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                if k == "contained" || k == "resourceType" {
+                    continue;
+                }
+                let parent = loc.len();
+                loc.push('.');
+                loc.push_str(k);
+                offsets_below(child, loc, already, out);
+                loc.truncate(parent);
+            }
+        }
+        Value::Array(items) => {
+            let parent = loc.len();
+            for (i, child) in items.iter().enumerate() {
+                let _ = write!(loc, "[{i}]");
+                offsets_below(child, loc, already, out);
+                loc.truncate(parent);
+            }
+        }
+        Value::String(s) if looks_like_datetime(s) && !already.iter().any(|a| a == loc) => {
+            if let Some(utc) = crate::time::as_satusehat_utc(s) {
+                out.push(
+                    Issue::warning(IssueCode::Value, rules::offset_text(loc.clone(), s, &utc))
+                        .at(loc.as_str()),
+                );
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Codes gerbang cannot check offline are noted once per code system, not once per code: the

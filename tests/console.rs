@@ -16,7 +16,7 @@ struct Console {
     facility_key: String,
     /// The built-in sandbox, to make it refuse records.
     sandbox_url: String,
-    /// Everything the test saw in `Location` headers, to check that no key leaks into a URL.
+    /// The gateway's working directory and data folder, removed at the end.
     _dir: tempfile::TempDir,
 }
 
@@ -459,14 +459,16 @@ async fn operators_mend_refused_records_and_manage_facilities_through_the_consol
     // ---- Records through the real ingest path; SATUSEHAT refuses two of them.
     set_faults(
         &c.sandbox_url,
-        serde_json::json!({"refuse_identifiers": ["CON-1/lingkar-kepala", "CON-2/lingkar-kepala"]}),
+        serde_json::json!({"refuse_identifiers": ["CON-1/lingkar-kepala", "CON-2/lingkar-kepala", "CON-3/lingkar-kepala"]}),
     )
     .await;
     let refused_1 = push(base, &c.facility_key, "CON-1").await;
     let refused_2 = push(base, &c.facility_key, "CON-2").await;
+    let refused_3 = push(base, &c.facility_key, "CON-3").await;
     let others = push(base, &other_key, "OTHER-1").await;
     wait_status(base, &c.facility_key, &refused_1, "dead").await;
     wait_status(base, &c.facility_key, &refused_2, "dead").await;
+    wait_status(base, &c.facility_key, &refused_3, "dead").await;
     wait_status(base, &other_key, &others, "delivered").await;
 
     // ---- Refused records: SATUSEHAT's rule, the element, the field of the record.
@@ -478,7 +480,7 @@ async fn operators_mend_refused_records_and_manage_facilities_through_the_consol
         list.body.contains("/pengukuran/lingkar_kepala"),
         "record field"
     );
-    for id in [&refused_1, &refused_2] {
+    for id in [&refused_1, &refused_2, &refused_3] {
         assert!(list.body.contains(&format!(r#"data-testid="select-{id}""#)));
     }
     assert!(!list.body.contains(&format!("select-{others}")));
@@ -553,15 +555,21 @@ async fn operators_mend_refused_records_and_manage_facilities_through_the_consol
             ("csrf", &csrf),
             ("action", "discard"),
             ("receipt", &refused_2),
+            ("receipt", &refused_3),
             ("reason", "data uji, tidak perlu dikirim"),
         ],
     )
     .await;
     assert_eq!(p.status, 303, "{}", p.body);
-    assert_eq!(
-        receipt(base, &c.facility_key, &refused_2).await["status"],
-        "discarded"
-    );
+    for id in [&refused_2, &refused_3] {
+        assert_eq!(
+            receipt(base, &c.facility_key, id).await["status"],
+            "discarded"
+        );
+    }
+    let after = get(base, "/console/ditolak", Some(&op)).await;
+    assert!(after.body.contains("2 catatan dibuang."), "{}", after.body);
+    assert!(after.body.contains(r#"data-testid="no-refused""#));
     wait_status(base, &c.facility_key, &refused_1, "delivered").await;
 
     // ---- One record's history: attempts with their HTTP status, revisions, ids, events.

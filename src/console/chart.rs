@@ -46,13 +46,14 @@ pub fn nice_ceiling(max: f64) -> f64 {
     10.0 * magnitude
 }
 
-/// A number for an axis label: no decimals from 10 up.
+/// A number for an axis label or a tooltip: no decimals from 10 up, at most two below
+/// (0.05 and 0.1 stay apart), no trailing zeros.
 fn label_number(v: f64) -> String {
     if v >= 10.0 || v == v.trunc() {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
+        return format!("{v:.0}");
     }
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn plot_w() -> f64 {
@@ -179,6 +180,15 @@ fn runs(points: &[Option<f64>]) -> Vec<Vec<(usize, f64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn axis_labels_keep_small_steps_apart() {
+        assert_eq!(label_number(0.05), "0.05");
+        assert_eq!(label_number(0.1), "0.1");
+        assert_eq!(label_number(2.5), "2.5");
+        assert_eq!(label_number(12.4), "12");
+        assert_eq!(label_number(3.0), "3");
+    }
 
     #[test]
     fn axis_tops_are_round_numbers() {

@@ -256,7 +256,7 @@ pub fn render(
                 input #f-org type="text" name="organization_id" value=(filter.organization_id) inputmode="numeric";
             }
             div {
-                label for="f-facility" { (t(lang, Key::Facility)) }
+                label for="f-facility" { (t(lang, Key::FacilityField)) }
                 select #f-facility name="facility_id" {
                     option value="" { (t(lang, Key::Any)) }
                     @for (id, name) in &choices.facilities {

@@ -154,6 +154,7 @@ labels! {
     SignedInAs => "Masuk sebagai", "Signed in as";
     Operator => "operator", "operator";
     Facility => "fasilitas", "facility";
+    FacilityField => "Fasilitas", "Facility";
     Language => "Bahasa", "Language";
     ErrorTitle => "Ada masalah", "Something went wrong";
     Forbidden => "Halaman ini bukan untuk kunci Anda", "This page is not for your key";

@@ -95,7 +95,7 @@ pub fn render(shell: &Shell, h: &History) -> Markup {
             dl.facts {
                 dt { (t(lang, Key::Receipt)) } dd.mono { (r.id) }
                 dt { (t(lang, Key::RecordType)) } dd { (r.record_type) }
-                dt { (t(lang, Key::Facility)) } dd.mono { (r.facility_id) }
+                dt { (t(lang, Key::FacilityField)) } dd.mono { (r.facility_id) }
                 dt { (t(lang, Key::Organization)) } dd.mono { (r.organization_id) }
                 dt { (t(lang, Key::ReceivedAt)) } dd { (layout::time(r.created_at)) }
                 dt { (t(lang, Key::UpdatedAt)) } dd { (layout::time(r.updated_at)) }

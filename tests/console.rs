@@ -323,6 +323,27 @@ async fn a_facility_session_sees_its_pages_and_is_refused_operator_pages() {
         404
     );
 
+    // Signing in again replaces the browser's session: the old cookie no longer works.
+    let again = post(
+        base,
+        "/console/masuk",
+        Some(&cookie),
+        &[("key", &c.facility_key)],
+    )
+    .await;
+    let renewed = again.session_cookie().expect("a new session");
+    assert_ne!(renewed, cookie);
+    assert_eq!(
+        get(base, "/console/catatan", Some(&cookie))
+            .await
+            .location(),
+        Some("/console/masuk")
+    );
+    assert_eq!(
+        get(base, "/console/catatan", Some(&renewed)).await.status,
+        200
+    );
+
     // An operator is not a facility.
     let (op, _) = sign_in(base, &c.operator_key).await;
     assert_eq!(get(base, "/console/catatan", Some(&op)).await.status, 403);

@@ -340,6 +340,33 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_webhook_shows_its_backlog_and_last_error() {
+        let w = Webhook {
+            facility_id: "pkm".into(),
+            url: "https://simpus.example/hook".into(),
+            secret: "whsec_never_shown".into(),
+            created_at: 0,
+            updated_at: 0,
+            sent_seq: 3,
+            attempts: 4,
+            failing_since: Some(1_000),
+            next_attempt_at: 2_000,
+            last_error: Some("connection refused".into()),
+            last_status: Some(503),
+            last_success_at: None,
+            given_up: 1,
+            backlog: 7,
+        };
+        let html = webhook(Lang::En, Some(&w)).into_string();
+        assert!(html.contains(r#"data-state="failing""#), "{html}");
+        assert!(html.contains("7 events waiting"));
+        assert!(html.contains("1 events given up"));
+        assert!(html.contains("HTTP 503 — connection refused"));
+        assert!(!html.contains("whsec_"), "the secret is never shown");
+        assert!(webhook(Lang::En, None).into_string().contains("none"));
+    }
+
+    #[test]
     fn a_key_is_named_by_its_hash_only() {
         let hash = sha256_hex(b"gk_secret");
         let f = fingerprint(&hash);

@@ -337,6 +337,14 @@ pub async fn sign_in(
             sign_in_page(ctx.lang, &ctx.path, Some(Key::WrongKey)),
         ));
     };
+    // Signing in again replaces the session the browser had: one cookie, one live session.
+    if let Some(old) = &ctx.session {
+        state
+            .store
+            .delete_console_session(&old.token_hash)
+            .await
+            .map_err(|e| ctx.store_failed(e))?;
+    }
     let now = crate::time::now_millis();
     let (token, session) = open(&state.store, principal, key_hash, now)
         .await

@@ -260,6 +260,21 @@ impl ConsoleFormRefused {
     }
 }
 
+/// The store failed while serving a console page; the page asks to try again (503).
+pub struct ConsoleStoreFailed<'a> {
+    pub error: &'a str,
+}
+
+impl ConsoleStoreFailed<'_> {
+    pub fn emit(self) {
+        tracing::error!(
+            error = self.error,
+            "store unavailable; console page answered 503"
+        );
+        counter!("gerbang_store_failures_total", "stage" => "console").increment(1);
+    }
+}
+
 /// A retention prune ended (see `store::retention`). Counts and durations only: never an id
 /// of a patient, never content.
 pub struct PayloadsPruned {

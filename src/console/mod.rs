@@ -216,7 +216,10 @@ impl Ctx {
 
     /// The store failed: logged, and a page that asks to try again.
     pub fn store_failed(&self, e: impl std::fmt::Display) -> Failure {
-        tracing::error!(error = %e, "store unavailable (console)");
+        crate::internal_events::ConsoleStoreFailed {
+            error: &e.to_string(),
+        }
+        .emit();
         self.fail(Refusal::StoreDown)
     }
 }

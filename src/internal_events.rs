@@ -228,6 +228,53 @@ impl RequestThrottled<'_> {
     }
 }
 
+/// Someone signed in to the web console (`operator` or `facility`; never who, never the key).
+pub struct ConsoleSignedIn {
+    pub kind: &'static str,
+}
+
+impl ConsoleSignedIn {
+    pub fn emit(self) {
+        info!(kind = self.kind, "console sign-in");
+        counter!("gerbang_console_sign_ins_total", "kind" => self.kind).increment(1);
+    }
+}
+
+/// A console sign-in with a key gerbang does not know (or one revoked).
+pub struct ConsoleSignInRefused;
+
+impl ConsoleSignInRefused {
+    pub fn emit(self) {
+        warn!("console sign-in refused: unknown or revoked key");
+        counter!("gerbang_console_sign_ins_refused_total").increment(1);
+    }
+}
+
+/// A console form without the session's CSRF token, or posted from another host.
+pub struct ConsoleFormRefused;
+
+impl ConsoleFormRefused {
+    pub fn emit(self) {
+        warn!("console form refused: missing or wrong CSRF token, or another origin");
+        counter!("gerbang_console_forms_refused_total").increment(1);
+    }
+}
+
+/// The store failed while serving a console page; the page asks to try again (503).
+pub struct ConsoleStoreFailed<'a> {
+    pub error: &'a str,
+}
+
+impl ConsoleStoreFailed<'_> {
+    pub fn emit(self) {
+        tracing::error!(
+            error = self.error,
+            "store unavailable; console page answered 503"
+        );
+        counter!("gerbang_store_failures_total", "stage" => "console").increment(1);
+    }
+}
+
 /// A retention prune ended (see `store::retention`). Counts and durations only: never an id
 /// of a patient, never content.
 pub struct PayloadsPruned {

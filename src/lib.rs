@@ -4,12 +4,13 @@
 //! A record travels one path (see `DESIGN.md`): input check → map → validate → commit →
 //! deliver. The first three stages are pure ([`mapping`], [`profile`]) and run identically in
 //! the server, the CLI, the tests and the built-in [`sandbox`]; the last two own all I/O
-//! ([`store`], [`deliver`]). [`api`] wires them to HTTP.
+//! ([`store`], [`deliver`]). [`api`] wires them to HTTP; [`console`] shows them to people.
 
 pub mod allocator;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod dead_letters;
 pub mod deliver;
 pub mod fhir;

@@ -76,6 +76,8 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
 
     // Upstream: SATUSEHAT, or the built-in sandbox.
     let mut sandbox_server = None;
+    // The zero-configuration sandbox setup also opens the console to a demo operator.
+    let mut demo_operator_key = None;
     let base_url = match cfg.upstream.base_url() {
         Some(url) => url,
         None => {
@@ -96,6 +98,7 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
                     });
             }
             let demo_key = ensure_demo_facility(store.as_ref(), &cfg.data_dir).await?;
+            demo_operator_key = Some(ensure_demo_operator(store.as_ref(), &cfg.data_dir).await?);
             println!("built-in SATUSEHAT sandbox on http://{addr}");
             println!("demo facility API key: {demo_key}");
             format!("http://{addr}")
@@ -112,6 +115,10 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
     // Names this process: lease owner of deliveries, webhooks and exports, and its readiness
     // probe row.
     let instance = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple());
+    let breakers = Arc::new(crate::deliver::breaker::FlowControl::new(
+        cfg.deliver.breaker.clone(),
+        cfg.deliver.per_organization,
+    ));
     let forwarder = Arc::new(Forwarder {
         store: store.clone(),
         client,
@@ -120,10 +127,7 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
         concurrency: cfg.deliver.concurrency.max(1),
         lease: cfg.delivery_lease(),
         wake: wake.clone(),
-        flow: crate::deliver::breaker::FlowControl::new(
-            cfg.deliver.breaker.clone(),
-            cfg.deliver.per_organization,
-        ),
+        flow: breakers.clone(),
         in_flight: Default::default(),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -152,18 +156,6 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
 
     let limits = Arc::new(api::limits::Limits::new(&cfg.limits));
     let metrics = metrics_recorder()?;
-    // Housekeeping of in-memory state: histogram windows, idle rate-limit buckets.
-    {
-        let (metrics, limits) = (metrics.clone(), limits.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
-            loop {
-                tick.tick().await;
-                metrics.run_upkeep();
-                limits.forget_idle();
-            }
-        });
-    }
     let state = actix_web::web::Data::new(AppState {
         mappings,
         validator,
@@ -180,11 +172,35 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
         exports,
         instance,
         explained: Default::default(),
+        console: crate::console::ConsoleState {
+            sign_in: Default::default(),
+            breakers: Some(breakers),
+            flash: Default::default(),
+        },
     });
+    // Housekeeping of in-memory state: histogram windows, idle rate-limit buckets.
+    {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                if let Some(m) = &state.metrics {
+                    m.run_upkeep();
+                }
+                state.limits.forget_idle();
+                state.console.sign_in.forget_idle();
+            }
+        });
+    }
     let listener = TcpListener::bind(&cfg.listen)
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let server = http_server(state, listener)?;
+    if let Some(key) = demo_operator_key {
+        println!("demo operator key: {key}");
+        println!("console: http://{addr}/console");
+    }
     println!("gerbang listening on http://{addr}");
     tracing::info!(listen = %addr, "gerbang ready");
 
@@ -230,7 +246,8 @@ fn http_server(
                 .wrap(actix_web::middleware::from_fn(api::body::middleware))
                 .wrap(actix_web::middleware::from_fn(api::limits::middleware))
                 .wrap(actix_web::middleware::from_fn(api::request_id::middleware))
-                .configure(api::configure(state.clone()));
+                .configure(api::configure(state.clone()))
+                .configure(crate::console::configure);
             let stopping = stopping.clone();
             let http = actix_http::HttpService::build()
                 .graceful_shutdown_signal(move || {
@@ -277,22 +294,7 @@ fn metrics_recorder() -> Result<metrics_exporter_prometheus::PrometheusHandle> {
 /// The demo facility of the zero-configuration setup, and its key (kept in the data folder
 /// so it stays the same across restarts).
 async fn ensure_demo_facility(store: &Store, data_dir: &Path) -> Result<String> {
-    let path = data_dir.join("demo-facility.key");
-    let key = match std::fs::read_to_string(&path) {
-        Ok(k) if !k.trim().is_empty() => k.trim().to_string(),
-        _ => {
-            let k = api::auth::new_api_key();
-            std::fs::create_dir_all(data_dir)?;
-            std::fs::write(&path, &k)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-            }
-            k
-        }
-    };
+    let key = demo_key(&data_dir.join("demo-facility.key"))?;
     let facility = Facility {
         id: "demo-posyandu".into(),
         name: "Posyandu Melati 07 (demo)".into(),
@@ -307,6 +309,41 @@ async fn ensure_demo_facility(store: &Store, data_dir: &Path) -> Result<String> 
         )
         .await?;
     Ok(key)
+}
+
+/// The demo operator of the zero-configuration setup, and its key (in the data folder, like
+/// the facility's): the README's one command leads straight into the console. Never made
+/// when an upstream is configured — a real gateway gets operators from `gerbang operator add`.
+async fn ensure_demo_operator(store: &Store, data_dir: &Path) -> Result<String> {
+    let key = demo_key(&data_dir.join("demo-operator.key"))?;
+    store
+        .add_operator_key(
+            "demo-operator",
+            &sha256_hex(key.as_bytes()),
+            crate::time::now_millis(),
+        )
+        .await?;
+    Ok(key)
+}
+
+/// A demo key kept in `path` (readable by its owner only), made on first use.
+fn demo_key(path: &Path) -> Result<String> {
+    if let Ok(k) = std::fs::read_to_string(path)
+        && !k.trim().is_empty()
+    {
+        return Ok(k.trim().to_string());
+    }
+    let k = api::auth::new_api_key();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, &k).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(k)
 }
 
 fn hostname() -> String {

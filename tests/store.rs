@@ -1053,6 +1053,150 @@ async fn audit_is_queryable(s: Arc<Store>) {
     assert!(pushes[0].actor.starts_with("facility:"), "{pushes:?}");
 }
 
+fn console_session(token: &str, created: i64) -> ConsoleSession {
+    ConsoleSession {
+        token_hash: sha256_hex(token.as_bytes()),
+        principal_kind: "operator".into(),
+        principal_id: "ani".into(),
+        key_hash: sha256_hex(b"operator-key"),
+        csrf_token: format!("csrf-{token}"),
+        created_at: created,
+        last_seen_at: created,
+        expires_at: created + 24 * 3_600_000,
+    }
+}
+
+async fn console_sessions_are_kept_touched_and_forgotten(s: Arc<Store>) {
+    let hour = 3_600_000;
+    let a = console_session("a", 1_000);
+    s.create_console_session(&a, 0).await.unwrap();
+    assert_eq!(
+        s.console_session(&a.token_hash).await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        s.console_session(&sha256_hex(b"other")).await.unwrap(),
+        None
+    );
+    // Touching moves the idle clock forward, never back.
+    s.touch_console_session(&a.token_hash, 5_000).await.unwrap();
+    s.touch_console_session(&a.token_hash, 2_000).await.unwrap();
+    let touched = s.console_session(&a.token_hash).await.unwrap().unwrap();
+    assert_eq!(touched.last_seen_at, 5_000);
+    assert_eq!(touched.csrf_token, "csrf-a");
+    // A new session forgets the ended ones: idle since before `idle_before`, or past expiry.
+    let b = console_session("b", 30 * hour);
+    s.create_console_session(&b, 30 * hour - 8 * hour)
+        .await
+        .unwrap();
+    assert_eq!(s.console_session(&a.token_hash).await.unwrap(), None);
+    assert!(s.console_session(&b.token_hash).await.unwrap().is_some());
+    // Sign-out.
+    assert!(s.delete_console_session(&b.token_hash).await.unwrap());
+    assert!(!s.delete_console_session(&b.token_hash).await.unwrap());
+    assert_eq!(s.console_session(&b.token_hash).await.unwrap(), None);
+}
+
+/// What the console's overview reads: counts per organization and status, the age of each
+/// organization's queue, and deliveries with their acceptance and delivery times.
+async fn the_overview_counts_queues_and_deliveries(s: Arc<Store>) {
+    let done = accept(&s, "OV-1").await;
+    let l = lease_one(&s, "A", ORG, LONG).await;
+    assert!(
+        s.complete(&done, &l.token, 4_000, 5_000, delivered(json!([])))
+            .await
+            .unwrap()
+    );
+    let dead = accept(&s, "OV-2").await;
+    let l = lease_one(&s, "A", ORG, LONG).await;
+    assert!(
+        s.complete(&dead, &l.token, 6_000, 7_000, refused(10103))
+            .await
+            .unwrap()
+    );
+    let mut waiting = record("OV-3", "OV-3");
+    waiting.received_at = 900;
+    s.accept(waiting).await.unwrap();
+    accept_for(&s, "1000000002", "OV-4").await;
+
+    let queues = s.organization_queues().await.unwrap();
+    assert_eq!(queues.len(), 2);
+    assert_eq!(queues[0].organization_id, ORG);
+    assert_eq!(queues[0].counts.get(&Status::Delivered), Some(&1));
+    assert_eq!(queues[0].counts.get(&Status::Dead), Some(&1));
+    assert_eq!(queues[0].counts.get(&Status::Queued), Some(&1));
+    assert_eq!(queues[0].oldest_waiting_since, Some(900));
+    assert_eq!(queues[1].organization_id, "1000000002");
+    assert_eq!(queues[1].oldest_waiting_since, Some(1_000));
+
+    assert_eq!(
+        s.deliveries_since(0).await.unwrap(),
+        vec![Delivery {
+            accepted_at: 1_000,
+            delivered_at: 5_000
+        }]
+    );
+    assert!(s.deliveries_since(5_001).await.unwrap().is_empty());
+
+    // A facility reads a receipt only with its own id in the query.
+    assert!(s.facility_receipt("pkm-1", &dead).await.unwrap().is_some());
+    assert!(s.facility_receipt("pkm-2", &dead).await.unwrap().is_none());
+}
+
+/// Operators list facility keys (hashes and dates, never keys) and narrow the audit log by
+/// time.
+async fn facility_keys_are_listed_and_the_audit_log_has_a_time_range(s: Arc<Store>) {
+    let f = Facility {
+        id: "pkm-keys".into(),
+        name: "Puskesmas".into(),
+        organization_id: ORG.into(),
+        location_id: "loc".into(),
+    };
+    s.add_facility_key(&f, &sha256_hex(b"k1"), 10)
+        .await
+        .unwrap();
+    s.add_facility_key(&f, &sha256_hex(b"k2"), 20)
+        .await
+        .unwrap();
+    s.revoke_facility_key(&sha256_hex(b"k1"), 30).await.unwrap();
+    let keys = s.facility_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(
+        (
+            keys[0].key_hash.as_str(),
+            keys[0].created_at,
+            keys[0].revoked_at
+        ),
+        (sha256_hex(b"k1").as_str(), 10, Some(30))
+    );
+    assert_eq!(keys[1].revoked_at, None);
+
+    for at in [100, 200, 300] {
+        s.audit(AuditEvent {
+            at,
+            actor: "operator:ani".into(),
+            action: "key-create".into(),
+            receipt_id: None,
+            organization_id: None,
+            detail: None,
+        })
+        .await
+        .unwrap();
+    }
+    let between = s
+        .audit_events(
+            &AuditFilter {
+                since: Some(150),
+                until: Some(300),
+                ..Default::default()
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(between.iter().map(|e| e.at).collect::<Vec<_>>(), vec![200]);
+}
+
 async fn concurrent_forwarders_never_share_a_record(s: Arc<Store>) {
     for i in 0..40 {
         accept(s.as_ref(), &format!("C-{i}")).await;
@@ -1683,6 +1827,9 @@ suite!(
     facility_keys_are_revoked_one_or_all,
     smart_clients_and_access_tokens,
     assertion_jtis_are_used_once,
+    console_sessions_are_kept_touched_and_forgotten,
+    the_overview_counts_queues_and_deliveries,
+    facility_keys_are_listed_and_the_audit_log_has_a_time_range,
     feed_follows_the_commit_order,
     feed_readers_never_miss_concurrent_deliveries,
     export_jobs_are_claimed_once_and_fenced,

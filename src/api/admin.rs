@@ -7,7 +7,7 @@
 //! | `POST /admin/dead-letters/{id}/replay` | re-map with the current mappings, validate, queue again |
 //! | `POST /admin/dead-letters/replay` | the same for every dead letter matching a JSON filter body |
 //! | `POST /admin/dead-letters/{id}/discard` | give up on one, `{"reason": "…"}` required |
-//! | `GET /admin/audit?actor=&action=&receipt_id=&organization_id=&since=&limit=` | who did what |
+//! | `GET /admin/audit?actor=&action=&receipt_id=&organization_id=&since=&until=&limit=` | who did what |
 //! | `PUT /admin/facilities/{id}/webhook` | register or change a facility's webhook `{"url", "secret"?}` |
 //! | `GET`, `DELETE /admin/facilities/{id}/webhook` | its delivery state; remove it |
 //! | `GET /admin/webhooks` | every webhook and its delivery state |
@@ -87,7 +87,9 @@ fn limit(asked: Option<usize>) -> usize {
     asked.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
 }
 
-fn dead_letters(state: &AppState) -> DeadLetters<'_> {
+/// The dead-letter service over the app's store, mappings and validator (the console uses it
+/// too).
+pub fn dead_letters(state: &AppState) -> DeadLetters<'_> {
     DeadLetters {
         store: state.store.as_ref(),
         mappings: &state.mappings,
@@ -211,6 +213,7 @@ pub struct AuditQuery {
     receipt_id: Option<String>,
     organization_id: Option<String>,
     since: Option<String>,
+    until: Option<String>,
     limit: Option<usize>,
 }
 
@@ -230,6 +233,11 @@ pub async fn audit(
             .since
             .as_deref()
             .map(|t| parse_time("since", t))
+            .transpose()?,
+        until: q
+            .until
+            .as_deref()
+            .map(|t| parse_time("until", t))
             .transpose()?,
     };
     let limit = limit(q.limit);

@@ -10,8 +10,26 @@ use crate::mapping::{Sender, provenance};
 use crate::store::{Receipt, Status};
 use serde_json::{Value, json};
 
-/// The errors of a refused record (None when it is not refused).
-pub async fn errors(state: &AppState, r: &Receipt) -> Result<Option<Value>, ApiError> {
+/// One error of SATUSEHAT's answer, explained.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Explanation {
+    /// SATUSEHAT's text.
+    pub text: String,
+    /// Its rule number (`RuleNumber: NNNNN`), when it gave one.
+    pub rule: Option<u32>,
+    /// The element it names (FHIRPath), when it named one.
+    pub expression: Option<String>,
+    /// The fields of the facility's record (JSON pointers) that produced the element.
+    pub record_fields: Vec<String>,
+}
+
+/// The errors of a refused record (None when it is not refused), each with its rule, its
+/// element and the fields of the record behind it. The API answers them as JSON
+/// ([`errors`]); the console shows them.
+pub async fn explanations(
+    state: &AppState,
+    r: &Receipt,
+) -> Result<Option<Vec<Explanation>>, ApiError> {
     if !matches!(r.status, Status::Dead | Status::Discarded) {
         return Ok(None);
     }
@@ -25,25 +43,41 @@ pub async fn errors(state: &AppState, r: &Receipt) -> Result<Option<Value>, ApiE
         .map(|i| i.expression.clone().unwrap_or_default())
         .collect();
     let fields = record_fields(state, r, &expressions).await?;
-    Ok(Some(json!(
+    Ok(Some(
         issues
             .iter()
-            .zip(expressions.iter().zip(fields))
-            .map(|(issue, (expression, fields))| {
-                let mut e = json!({"text": issue.text});
-                if let Some(rule) = issue.rule {
-                    e["rule"] = json!(rule);
-                }
-                if !expression.is_empty() {
-                    e["expression"] = json!(expression);
-                }
-                if !fields.is_empty() {
-                    e["record_fields"] = json!(fields);
-                }
-                e
+            .zip(expressions.into_iter().zip(fields))
+            .map(|(issue, (expression, fields))| Explanation {
+                text: issue.text.clone(),
+                rule: issue.rule,
+                expression: (!expression.is_empty()).then_some(expression),
+                record_fields: fields,
             })
-            .collect::<Vec<_>>()
-    )))
+            .collect(),
+    ))
+}
+
+/// The errors of a refused record as JSON (None when it is not refused).
+pub async fn errors(state: &AppState, r: &Receipt) -> Result<Option<Value>, ApiError> {
+    Ok(explanations(state, r).await?.map(|all| {
+        json!(
+            all.iter()
+                .map(|x| {
+                    let mut e = json!({"text": x.text});
+                    if let Some(rule) = x.rule {
+                        e["rule"] = json!(rule);
+                    }
+                    if let Some(expression) = &x.expression {
+                        e["expression"] = json!(expression);
+                    }
+                    if !x.record_fields.is_empty() {
+                        e["record_fields"] = json!(x.record_fields);
+                    }
+                    e
+                })
+                .collect::<Vec<_>>()
+        )
+    }))
 }
 
 /// Field look-ups already made, per receipt and revision: finding them maps the record once

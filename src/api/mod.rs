@@ -69,6 +69,8 @@ pub struct AppState {
     pub instance: String,
     /// Which fields of refused records produced SATUSEHAT's errors, once found.
     pub explained: explain::Explained,
+    /// The web console's own state: sign-in attempts, the breakers it shows.
+    pub console: crate::console::ConsoleState,
 }
 
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {

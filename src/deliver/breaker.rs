@@ -58,6 +58,28 @@ pub struct FlowControl {
     orgs: Mutex<HashMap<String, Org>>,
 }
 
+/// Where an organization's breaker stands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BreakerState {
+    /// Deliveries flow.
+    Closed,
+    /// Nothing is sent for `remaining` more.
+    Open { remaining: Duration },
+    /// One probe may go; its answer closes or reopens the breaker.
+    HalfOpen,
+}
+
+/// One organization's breaker, as shown to operators.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerView {
+    pub organization_id: String,
+    pub state: BreakerState,
+    /// Transient failures in a row.
+    pub failures: u32,
+    /// Deliveries under way now.
+    pub in_flight: usize,
+}
+
 /// How a delivery attempt went, as far as the upstream's health is concerned.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Health {
@@ -131,6 +153,29 @@ impl FlowControl {
         }
     }
 
+    /// Every organization's breaker as it stands at `now`, by organization id: read-only, for
+    /// the web console (the state lives here, in the forwarder's memory).
+    pub fn states(&self, now: Instant) -> Vec<BreakerView> {
+        let orgs = self.orgs.lock().expect("flow control");
+        let mut out: Vec<BreakerView> = orgs
+            .iter()
+            .map(|(id, o)| BreakerView {
+                organization_id: id.clone(),
+                state: match o.open_until {
+                    None => BreakerState::Closed,
+                    Some(until) if now < until => BreakerState::Open {
+                        remaining: until - now,
+                    },
+                    Some(_) => BreakerState::HalfOpen,
+                },
+                failures: o.failures,
+                in_flight: o.in_flight,
+            })
+            .collect();
+        out.sort_by(|a, b| a.organization_id.cmp(&b.organization_id));
+        out
+    }
+
     /// Organizations whose breaker is open, for metrics.
     pub fn open_count(&self, now: Instant) -> usize {
         self.orgs
@@ -172,6 +217,33 @@ mod tests {
         );
         f.finished("a", Health::Up, t);
         assert_eq!(f.allowance("a", t), Allowance::Send(1));
+    }
+
+    #[test]
+    fn states_show_each_organizations_breaker() {
+        let f = fc();
+        let t = Instant::now();
+        f.started("b");
+        f.finished("b", Health::Up, t);
+        for _ in 0..3 {
+            f.started("a");
+            f.finished("a", Health::Failing, t);
+        }
+        let s = f.states(t + Duration::from_secs(4));
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].organization_id, "a");
+        assert_eq!(
+            s[0].state,
+            BreakerState::Open {
+                remaining: Duration::from_secs(6)
+            }
+        );
+        assert_eq!(s[0].failures, 3);
+        assert_eq!(s[1].state, BreakerState::Closed);
+        assert_eq!(
+            f.states(t + Duration::from_secs(10))[0].state,
+            BreakerState::HalfOpen
+        );
     }
 
     #[test]

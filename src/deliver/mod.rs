@@ -48,7 +48,8 @@ pub struct Forwarder {
     /// Woken when a record is accepted, so delivery starts without waiting for a tick.
     pub wake: Arc<Notify>,
     /// Per-organization concurrency cap and circuit breaker.
-    pub flow: breaker::FlowControl,
+    /// Shared read-only with the console, which shows each organization's breaker.
+    pub flow: Arc<breaker::FlowControl>,
     /// The leases of the attempts under way (receipt → token), renewed by the heartbeat.
     pub in_flight: Mutex<HashMap<String, String>>,
 }

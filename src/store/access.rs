@@ -16,6 +16,16 @@ pub struct Facility {
     pub location_id: String,
 }
 
+/// A facility API key as operators see it: never the key, only its hash and its dates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiKeyInfo {
+    /// SHA-256 of the key: identifies it (to revoke it) without revealing it.
+    pub key_hash: String,
+    pub facility_id: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
 /// A pull client (SMART Backend Services), registered with `gerbang client add`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SmartClient {
@@ -138,6 +148,30 @@ impl Store {
                 )
                 .await?;
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Every facility API key (hashes and dates), by facility, oldest first.
+    pub async fn facility_keys(&self) -> Result<Vec<ApiKeyInfo>> {
+        self.read(|tx| {
+            Box::pin(async move {
+                tx.query(
+                    "SELECT key_hash, facility_id, created_at, revoked_at FROM api_keys ORDER BY facility_id, created_at, key_hash",
+                    args![],
+                )
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(ApiKeyInfo {
+                        key_hash: r.get(0)?,
+                        facility_id: r.get(1)?,
+                        created_at: r.get(2)?,
+                        revoked_at: r.get(3)?,
+                    })
+                })
+                .collect()
             })
         })
         .await

@@ -25,6 +25,8 @@ pub struct AuditFilter {
     pub receipt_id: Option<String>,
     pub organization_id: Option<String>,
     pub since: Option<i64>,
+    /// Before this instant (ms).
+    pub until: Option<i64>,
 }
 
 /// Write an entry inside the caller's transaction.
@@ -84,6 +86,10 @@ impl Store {
                 if let Some(t) = f.since {
                     let p = q.bind(t);
                     q.push(&format!(" AND at >= {p}"));
+                }
+                if let Some(t) = f.until {
+                    let p = q.bind(t);
+                    q.push(&format!(" AND at < {p}"));
                 }
                 let p = q.bind(limit as i64);
                 q.push(&format!(" ORDER BY id DESC LIMIT {p}"));

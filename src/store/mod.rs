@@ -9,6 +9,8 @@
 //! | [`access`] | facilities and their API keys, operators, SMART pull clients and their tokens |
 //! | [`export`] | the `_since` feed and Bulk Data export jobs |
 //! | [`audit`] | who did what |
+//! | [`sessions`] | who is signed in to the web console |
+//! | [`overview`] | what the console's overview reads: receipts per organization, deliveries per hour, queue age |
 //! | [`retention`] | pruning delivered payloads |
 //!
 //! One [`Store`], one behaviour on both databases: SQLite ([`sqlite`]) is the embedded
@@ -22,13 +24,16 @@ pub mod db;
 pub mod events;
 pub mod export;
 pub mod outbox;
+pub mod overview;
 pub mod postgres;
 pub mod receipts;
 pub mod retention;
+pub mod sessions;
 pub mod sqlite;
 
 pub use access::{
-    AccessToken, EXPIRED_TOKENS_KEPT_MS, Facility, SmartClient, join_scopes, split_scopes,
+    AccessToken, ApiKeyInfo, EXPIRED_TOKENS_KEPT_MS, Facility, SmartClient, join_scopes,
+    split_scopes,
 };
 pub use audit::{AuditEvent, AuditFilter};
 pub use events::{Event, EventKind, Webhook, WebhookFailure, WebhookLease};
@@ -36,10 +41,12 @@ pub use export::{
     ExportEnd, ExportJob, ExportProgress, ExportStatus, FeedItem, FeedQuery, NewExportJob,
 };
 pub use outbox::{Completion, Held, Lease};
+pub use overview::{Delivery, OrganizationQueue};
 pub use receipts::{
     Accepted, Attempt, Cancelled, Known, NewRecord, Page, Payload, Receipt, ReceiptFilter,
     Revision, Status,
 };
+pub use sessions::ConsoleSession;
 
 use db::Tx;
 use std::pin::Pin;

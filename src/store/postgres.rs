@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/postgres/0005_access.sql")),
     (6, include_str!("migrations/postgres/0006_pull.sql")),
     (7, include_str!("migrations/0007_lifecycle.sql")),
+    (8, include_str!("migrations/0008_console.sql")),
 ];
 
 /// Serialises schema migrations of concurrently starting instances.

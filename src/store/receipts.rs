@@ -660,6 +660,31 @@ impl Store {
             .await
     }
 
+    /// A receipt only if `facility_id` sent it: what a facility may see is chosen here, in
+    /// the query, not by whoever shows it.
+    pub async fn facility_receipt(
+        &self,
+        facility_id: &str,
+        receipt_id: &str,
+    ) -> Result<Option<Receipt>> {
+        let (f, id) = (facility_id.to_string(), receipt_id.to_string());
+        self.read(move |tx| {
+            Box::pin(async move {
+                tx.query_opt(
+                    &format!(
+                        "SELECT {RECEIPT_COLUMNS} FROM receipts WHERE id = $1 AND facility_id = $2"
+                    ),
+                    args![id, f],
+                )
+                .await?
+                .as_ref()
+                .map(receipt)
+                .transpose()
+            })
+        })
+        .await
+    }
+
     /// Receipts matching `filter`, newest first (by when they were received).
     pub async fn list_receipts(
         &self,

@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/sqlite/0005_access.sql")),
     (6, include_str!("migrations/sqlite/0006_pull.sql")),
     (7, include_str!("migrations/0007_lifecycle.sql")),
+    (8, include_str!("migrations/0008_console.sql")),
 ];
 
 /// How many queued writes one transaction may take.

@@ -102,6 +102,7 @@ fn compare_script_smoke_run_has_every_row() {
         "durable ingest records/s (peer: /healthz req/s, same server), (a) no-op upstream",
         "durable ingest records/s (peer: /healthz req/s, same server), (b) built-in sandbox",
         "peak RSS (VmHWM)",
+        "records ingested + delivered: peak RSS",
     ] {
         assert!(
             stdout.contains(measure),

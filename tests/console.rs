@@ -304,7 +304,8 @@ async fn a_facility_session_sees_its_pages_and_is_refused_operator_pages() {
     assert_eq!(p.location(), Some("/console/catatan"));
     let records = get(base, "/console/catatan", Some(&cookie)).await;
     assert_eq!(records.status, 200);
-    assert!(records.body.contains(r#"data-testid="coming-soon""#));
+    assert!(records.body.contains(r#"data-testid="nothing-to-correct""#));
+    assert!(records.body.contains(r#"data-testid="no-records""#));
     assert!(records.body.contains(r#"data-testid="nav-records""#));
     assert!(!records.body.contains(r#"data-testid="nav-refused""#));
     for page in ["/console/ditolak", "/console/fasilitas", "/console/audit"] {
@@ -726,4 +727,435 @@ async fn operators_mend_refused_records_and_manage_facilities_through_the_consol
         !audit.body.contains(&other_key),
         "keys never reach the audit log"
     );
+}
+
+/// Register a facility through the operator's console; its key, shown once.
+async fn register_facility(base: &str, op: &str, id: &str) -> String {
+    let page = get(base, "/console/fasilitas", Some(op)).await;
+    let created = post(
+        base,
+        "/console/fasilitas",
+        Some(op),
+        &[
+            ("csrf", &page.csrf()),
+            ("action", "create"),
+            ("id", id),
+            ("name", "Puskesmas Lain"),
+            ("organization_id", ORG),
+            ("location_id", &gerbang::sandbox::demo_location()),
+        ],
+    )
+    .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    testid_text(
+        &get(base, "/console/fasilitas", Some(op)).await.body,
+        "new-key",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_facility_sees_its_own_records_by_status_and_what_needs_correcting() {
+    let c = start();
+    let base = c.gw.url.as_str();
+    let (op, _) = sign_in(base, &c.operator_key).await;
+    let other_key = register_facility(base, &op, "pkm-tetangga").await;
+
+    // One record SATUSEHAT refuses, one it takes; another facility's record beside them.
+    set_faults(
+        &c.sandbox_url,
+        serde_json::json!({"refuse_identifiers": ["FAC-1/lingkar-kepala"]}),
+    )
+    .await;
+    let refused = push(base, &c.facility_key, "FAC-1").await;
+    let delivered = push(base, &c.facility_key, "FAC-2").await;
+    let foreign = push(base, &other_key, "FAC-9").await;
+    wait_status(base, &c.facility_key, &refused, "dead").await;
+    wait_status(base, &c.facility_key, &delivered, "delivered").await;
+    wait_status(base, &other_key, &foreign, "delivered").await;
+
+    let (demo, _) = sign_in(base, &c.facility_key).await;
+    let page = get(base, "/console/catatan", Some(&demo)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let body = &page.body;
+
+    // Counts by status, each a filter link.
+    assert!(
+        body.contains(r#"data-testid="records-status-dead" data-count="1""#),
+        "{body}"
+    );
+    assert!(body.contains(r#"data-testid="records-status-delivered" data-count="1""#));
+    assert!(body.contains(r#"href="/console/catatan?status=dead""#));
+
+    // What needs correcting comes first: the refused record, SATUSEHAT's rule, the element,
+    // the field of the facility's own record, and what to do.
+    let needs = body
+        .find(r#"data-testid="needs-correction""#)
+        .expect("a needs-correction section");
+    let table = body.find(r#"data-testid="records-table""#).unwrap();
+    assert!(needs < table);
+    let section = &body[needs..table];
+    assert!(section.contains(&format!(r#"data-receipt="{refused}""#)));
+    assert!(!section.contains(&format!(r#"data-receipt="{delivered}""#)));
+    assert!(
+        section.contains(r#"data-testid="rule">Aturan 10103<"#),
+        "{section}"
+    );
+    assert!(section.contains(r#"data-testid="expression""#));
+    assert!(section.contains(r#"data-testid="record-field">/pengukuran/lingkar_kepala<"#));
+    assert!(section.contains("ID lokal yang sama"), "what to do");
+
+    // The list: its own records, with status badges and links to each record's history.
+    for id in [&refused, &delivered] {
+        assert!(
+            body.contains(&format!(r#"data-testid="record-row" data-receipt="{id}""#)),
+            "{id}"
+        );
+        assert!(body.contains(&format!(r#"href="/console/catatan/{id}""#)));
+    }
+    assert!(body.contains(r#"data-testid="status-badge" data-status="dead""#));
+    assert!(body.contains(" WIB<"));
+    // Never another facility's record.
+    assert!(
+        !body.contains(&foreign),
+        "another facility's receipt: {body}"
+    );
+
+    // Filtered by status.
+    let dead = get(base, "/console/catatan?status=dead", Some(&demo)).await;
+    assert!(dead.body.contains(&format!(r#"data-receipt="{refused}""#)));
+    assert!(!dead.body.contains(&format!(
+        r#"data-testid="record-row" data-receipt="{delivered}""#
+    )));
+    let done = get(base, "/console/catatan?status=delivered", Some(&demo)).await;
+    assert!(!done.body.contains(r#"data-testid="needs-correction""#));
+    assert!(
+        done.body
+            .contains(&format!(r#"data-receipt="{delivered}""#))
+    );
+    assert!(!done.body.contains(&format!(r#"data-receipt="{refused}""#)));
+    assert_eq!(
+        get(base, "/console/catatan?status=lost", Some(&demo))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        get(base, "/console/catatan?cursor=nonsense", Some(&demo))
+            .await
+            .status,
+        400
+    );
+
+    // The other facility sees its own and not the demo facility's.
+    let (theirs, _) = sign_in(base, &other_key).await;
+    let page = get(base, "/console/catatan", Some(&theirs)).await;
+    assert!(page.body.contains(&format!(r#"data-receipt="{foreign}""#)));
+    assert!(!page.body.contains(&refused) && !page.body.contains(&delivered));
+    assert!(page.body.contains(r#"data-testid="nothing-to-correct""#));
+
+    // An operator keeps the overview and the refused records; this page is not theirs.
+    assert_eq!(get(base, "/console/catatan", Some(&op)).await.status, 403);
+}
+
+/// HTML text back to what it says.
+fn unescape(html: &str) -> String {
+    html.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The text in the playground's text box.
+fn playground_input(html: &str) -> String {
+    let at = html
+        .find(r#"data-testid="playground-input">"#)
+        .unwrap_or_else(|| panic!("no text box in:\n{html}"));
+    let rest = &html[at + r#"data-testid="playground-input">"#.len()..];
+    unescape(&rest[..rest.find("</textarea>").unwrap()])
+}
+
+/// Every `id="…"` of a page.
+fn ids_of(html: &str) -> std::collections::HashSet<String> {
+    html.split(r#" id=""#)
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].to_string())
+        .collect()
+}
+
+/// The `#…` targets of the links with `data-testid="{testid}"`.
+fn link_targets(html: &str, testid: &str) -> Vec<String> {
+    html.split("<a ")
+        .skip(1)
+        .filter(|a| a[..a.find('>').unwrap()].contains(&format!(r#"data-testid="{testid}""#)))
+        .map(|a| {
+            let at = a.find(r##"href="#"##).expect("a fragment link") + r##"href="#"##.len();
+            a[at..at + a[at..].find('"').unwrap()].to_string()
+        })
+        .collect()
+}
+
+/// Each issue's element (and field) link leads to an element of the page.
+fn assert_links_resolve(html: &str) {
+    let ids = ids_of(html);
+    for testid in ["playground-issue-element", "playground-issue-field"] {
+        for target in link_targets(html, testid) {
+            assert!(
+                ids.contains(&target),
+                "{testid} #{target} is not on the page"
+            );
+        }
+    }
+}
+
+async fn run_playground(base: &str, cookie: &str, csrf: &str, fields: &[(&str, &str)]) -> Page {
+    let mut all = vec![("csrf", csrf)];
+    all.extend_from_slice(fields);
+    post(base, "/console/playground", Some(cookie), &all).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_playground_maps_an_example_and_links_each_issue_to_its_element_and_field() {
+    let c = start();
+    let base = c.gw.url.as_str();
+    let (op, _) = sign_in(base, &c.operator_key).await;
+
+    let page = get(base, "/console/playground", Some(&op)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for part in [
+        "playground-record-type",
+        "playground-input",
+        "playground-file",
+        "playground-example",
+        "playground-run",
+        "playground-validate",
+        "playground-sender",
+    ] {
+        assert!(
+            page.body.contains(&format!(r#"data-testid="{part}""#)),
+            "{part}"
+        );
+    }
+    assert!(page.body.contains(r#"<option value="posyandu.balita""#));
+    assert!(
+        page.body.contains(r#"<option value="sikda-generik""#),
+        "formats"
+    );
+    assert!(page.body.contains("posyandu.balita/bayi-9-bulan-imunisasi"));
+    assert!(
+        page.body.contains(gerbang::sandbox::DEMO_ORGANIZATION),
+        "an operator maps for the playground sender"
+    );
+    assert!(!page.body.contains(r#"data-testid="playground-result""#));
+
+    // Start from an example: the server fills the text box (no script needed).
+    let example = get(
+        base,
+        "/console/playground?example=posyandu.balita%2Fbayi-9-bulan-imunisasi",
+        Some(&op),
+    )
+    .await;
+    assert_eq!(example.status, 200);
+    let record = playground_input(&example.body);
+    let parsed: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(parsed["id_kunjungan"], "PSY07-20260512-0012");
+    assert!(
+        example
+            .body
+            .contains(r#"<option value="posyandu.balita" title="#)
+    );
+    let csrf = example.csrf();
+
+    // Run it: the Bundle and the OperationOutcome side by side, every link resolving.
+    let ran = run_playground(
+        base,
+        &op,
+        &csrf,
+        &[
+            ("mode", "map"),
+            ("record_type", "posyandu.balita"),
+            ("format", ""),
+            ("input", &record),
+        ],
+    )
+    .await;
+    assert_eq!(ran.status, 200, "{}", ran.body);
+    let body = &ran.body;
+    assert!(
+        body.contains(r#"data-testid="playground-bundle""#),
+        "{body}"
+    );
+    assert!(body.contains(r#"data-testid="playground-outcome""#));
+    assert!(body.contains(r#"data-testid="playground-record""#));
+    assert!(body.contains(r#"data-errors="0""#), "the example passes");
+    assert!(body.contains(r#"id="el-Bundle.entry-0.resource""#));
+    let elements = link_targets(body, "playground-issue-element");
+    assert!(!elements.is_empty(), "the validator's notes name elements");
+    assert!(elements.iter().all(|e| e.starts_with("el-Bundle.entry-")));
+    assert!(
+        !link_targets(body, "playground-issue-field").is_empty(),
+        "provenance finds the record's fields"
+    );
+    assert_links_resolve(body);
+    assert_eq!(playground_input(body), record, "the form keeps the record");
+
+    // A required field left out: an input issue naming the field, no Bundle.
+    let mut broken = parsed.clone();
+    broken["pengukuran"]
+        .as_object_mut()
+        .unwrap()
+        .remove("berat_badan");
+    let ran = run_playground(
+        base,
+        &op,
+        &csrf,
+        &[
+            ("mode", "map"),
+            ("record_type", "posyandu.balita"),
+            ("input", &broken.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(ran.status, 200, "{}", ran.body);
+    assert!(ran.body.contains(r#"data-testid="playground-no-bundle""#));
+    assert!(
+        ran.body.contains(
+            r#"data-testid="playground-issue-field" data-field="/pengukuran/berat_badan""#
+        ),
+        "{}",
+        ran.body
+    );
+    assert!(ran.body.contains(r##"href="#rec.pengukuran""##));
+    assert_links_resolve(&ran.body);
+
+    // Not JSON: a plain message, not a server error.
+    let ran = run_playground(
+        base,
+        &op,
+        &csrf,
+        &[
+            ("mode", "map"),
+            ("record_type", "posyandu.balita"),
+            ("input", "{\"id_kunjungan\": \"A\", berat 8}"),
+        ],
+    )
+    .await;
+    assert_eq!(ran.status, 200, "{}", ran.body);
+    assert!(ran.body.contains("bukan JSON"), "{}", ran.body);
+    assert!(ran.body.contains(r#"data-testid="playground-issue""#));
+
+    // Larger than the API takes: refused as such, with the limit named.
+    let huge = format!("{{\"x\": \"{}\"}}", "a".repeat(1024 * 1024));
+    let ran = run_playground(
+        base,
+        &op,
+        &csrf,
+        &[
+            ("mode", "map"),
+            ("record_type", "posyandu.balita"),
+            ("input", &huge),
+        ],
+    )
+    .await;
+    assert_eq!(ran.status, 413);
+    assert!(ran.body.contains("ingest.max_body_bytes"));
+
+    // Without the CSRF token the form is refused; an unknown example too.
+    let p = post(
+        base,
+        "/console/playground",
+        Some(&op),
+        &[("mode", "map"), ("input", &record)],
+    )
+    .await;
+    assert_eq!(p.status, 403);
+    let p = get(
+        base,
+        "/console/playground?example=..%2F..%2Fetc%2Fpasswd",
+        Some(&op),
+    )
+    .await;
+    assert_eq!(p.status, 400);
+    let p = get(base, "/console/playground", None).await;
+    assert_eq!(p.location(), Some("/console/masuk"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_playground_validates_fhir_json_and_maps_for_the_facility_signed_in() {
+    let c = start();
+    let base = c.gw.url.as_str();
+    let (demo, _) = sign_in(base, &c.facility_key).await;
+
+    // A facility maps for its own organization.
+    let page = get(base, "/console/playground", Some(&demo)).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        testid_text(&page.body, "playground-sender").contains("Dipetakan untuk fasilitas Anda")
+    );
+
+    // Validate mode: a golden Bundle, shown pretty with its elements linked.
+    let form = get(base, "/console/playground?mode=validate", Some(&demo)).await;
+    assert!(form.body.contains(r#"name="mode" value="validate""#));
+    assert!(
+        !form
+            .body
+            .contains(r#"data-testid="playground-record-type""#)
+    );
+    assert!(form.body.contains("posyandu.balita/bayi-9-bulan-imunisasi"));
+    let bundle = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("mappings/posyandu.balita/examples/bayi-9-bulan-imunisasi.bundle.json"),
+    )
+    .unwrap();
+    let ran = run_playground(
+        base,
+        &demo,
+        &form.csrf(),
+        &[("mode", "validate"), ("input", &bundle)],
+    )
+    .await;
+    assert_eq!(ran.status, 200, "{}", ran.body);
+    assert!(ran.body.contains(r#"data-testid="playground-bundle""#));
+    assert!(ran.body.contains(r#"id="el-Bundle.entry-0""#));
+    assert!(ran.body.contains(r#"data-errors="0""#), "{}", ran.body);
+    assert!(!ran.body.contains(r#"data-testid="playground-record""#));
+    assert!(!link_targets(&ran.body, "playground-issue-element").is_empty());
+    assert_links_resolve(&ran.body);
+
+    // The example list fills the box in validate mode too.
+    let loaded = get(
+        base,
+        "/console/playground?mode=validate&example=posyandu.balita%2Fbayi-9-bulan-imunisasi",
+        Some(&demo),
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&playground_input(&loaded.body)).unwrap(),
+        serde_json::from_str::<serde_json::Value>(&bundle).unwrap()
+    );
+
+    // A resource with an error: an issue linked to its element.
+    let patient = serde_json::json!({"resourceType": "Patient", "gender": "perempuan"});
+    let ran = run_playground(
+        base,
+        &demo,
+        &form.csrf(),
+        &[("mode", "validate"), ("input", &patient.to_string())],
+    )
+    .await;
+    assert_eq!(ran.status, 200);
+    assert!(!ran.body.contains(r#"data-errors="0""#), "{}", ran.body);
+    assert!(ran.body.contains(r#"id="el-Patient.gender""#));
+    assert_links_resolve(&ran.body);
+
+    // Not JSON in validate mode: an outcome, not a server error.
+    let ran = run_playground(
+        base,
+        &demo,
+        &form.csrf(),
+        &[("mode", "validate"), ("input", "<Patient/>")],
+    )
+    .await;
+    assert_eq!(ran.status, 200);
+    assert!(ran.body.contains(r#"data-testid="playground-issue""#));
 }

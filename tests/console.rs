@@ -1044,6 +1044,57 @@ async fn the_playground_maps_an_example_and_links_each_issue_to_its_element_and_
     assert!(ran.body.contains("bukan JSON"), "{}", ran.body);
     assert!(ran.body.contains(r#"data-testid="playground-issue""#));
 
+    // A local format through its adapter: the canonical record is shown beside the record,
+    // and the Bundle's notes still lead to the fields of the record as sent.
+    let pcare = get(
+        base,
+        "/console/playground?example=rawat-jalan%2Fpcare%2Fcontoh-b-hipertensi",
+        Some(&op),
+    )
+    .await;
+    assert_eq!(pcare.status, 200);
+    assert!(
+        pcare.body.contains(r#"<option value="pcare" selected>"#),
+        "{}",
+        pcare.body
+    );
+    let ran = run_playground(
+        base,
+        &op,
+        &csrf,
+        &[
+            ("mode", "map"),
+            ("record_type", "rawat-jalan"),
+            ("format", "pcare"),
+            ("input", &playground_input(&pcare.body)),
+        ],
+    )
+    .await;
+    assert_eq!(ran.status, 200, "{}", ran.body);
+    assert!(ran.body.contains(r#"data-testid="playground-canonical""#));
+    assert!(ran.body.contains(r#"data-testid="playground-bundle""#));
+    assert!(ran.body.contains(r#"data-errors="0""#), "{}", ran.body);
+    assert_links_resolve(&ran.body);
+    // A format the record type has no adapter for: an outcome naming the known ones.
+    let ran = run_playground(
+        base,
+        &op,
+        &csrf,
+        &[
+            ("mode", "map"),
+            ("record_type", "posyandu.balita"),
+            ("format", "pcare"),
+            ("input", &record),
+        ],
+    )
+    .await;
+    assert_eq!(ran.status, 200);
+    assert!(
+        ran.body.contains("accepts only its canonical format"),
+        "{}",
+        ran.body
+    );
+
     // Larger than the API takes: refused as such, with the limit named.
     let huge = format!("{{\"x\": \"{}\"}}", "a".repeat(1024 * 1024));
     let ran = run_playground(

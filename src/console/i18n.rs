@@ -308,6 +308,7 @@ labels! {
     AllStatuses => "Semua", "All";
     NoRecordsHere => "Tidak ada catatan dengan status ini.", "No records in this status.";
     LocalId => "ID lokal", "Local id";
+    Status => "Status", "Status";
     FirstPage => "Ke halaman pertama", "To the first page";
     NextPage => "Halaman berikutnya", "Next page";
     UnknownStatus => "Status ini tidak dikenal:", "This status is unknown:";

@@ -430,11 +430,11 @@ fn parse(lang: Lang, input: &str, max_depth: usize) -> Result<Value, Issue> {
         return Err(too_deep(lang, max_depth));
     }
     serde_json::from_str(input).map_err(|e| {
+        // serde names the line and column; there is no field to point at.
         Issue::error(
             IssueCode::Structure,
             format!("{} {e}", t(lang, Key::NotJson)),
         )
-        .at("$")
     })
 }
 
@@ -512,7 +512,8 @@ pub fn render(shell: &Shell, choices: &Choices, form: &Form, run: Option<&Run>) 
             }
             div { button.button type="submit" data-testid="playground-load-example" { (t(lang, Key::LoadExample)) } }
         }
-        form.card #playground-form method="post" action="/console/playground" {
+        // The answer opens at the result.
+        form.card #playground-form method="post" action="/console/playground#playground-result" {
             @if let Some(s) = shell.session { (layout::csrf_field(s)) }
             input type="hidden" name="mode" value=(mode.as_str());
             @if mode == Mode::Map {
@@ -626,7 +627,7 @@ fn result(lang: Lang, run: &Run) -> Markup {
             .collect(),
     };
     html! {
-        div.side-by-side data-testid="playground-result" data-errors=(errors) {
+        div.side-by-side #playground-result data-testid="playground-result" data-errors=(errors) {
             section.card.pane {
                 @match run {
                     Run::Mapped { .. } => { h2 { "Bundle" } }

@@ -5,6 +5,9 @@
 //! very functions `gerbang map` ([`Mappings::map_record_as`]'s parts) and `gerbang validate`
 //! ([`Validator::validate`]) call, so a record the playground takes is one ingest takes.
 //!
+//! Like [`super::harness`] (`gerbang mappings test`), it runs the profile engine after the
+//! mapping: the one place of this module that reaches past `fhir`, both pure.
+//!
 //! Each issue says where its expression points — the record as sent, the canonical record an
 //! adapter made, or the Bundle — and an issue on the Bundle carries the fields of the record
 //! that produced its element ([`super::provenance`]), as a refused record's errors do.

@@ -425,7 +425,7 @@ async fn wait_status(base: &str, key: &str, id: &str, status: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_operator_finds_a_refused_record_replays_it_and_sees_it_delivered() {
-    let test = "operator";
+    let test = "an_operator_finds_a_refused_record_replays_it_and_sees_it_delivered";
     let Some(tools) = tools(test) else { return };
     let c = start();
     let base = c.gw.url.as_str();
@@ -618,7 +618,7 @@ async fn an_operator_finds_a_refused_record_replays_it_and_sees_it_delivered() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_facility_sees_only_its_own_records() {
-    let test = "facility";
+    let test = "a_facility_sees_only_its_own_records";
     let Some(tools) = tools(test) else { return };
     let c = start();
     let base = c.gw.url.as_str();
@@ -712,7 +712,7 @@ async fn a_facility_sees_only_its_own_records() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_playground_maps_and_validates_an_example() {
-    let test = "playground";
+    let test = "the_playground_maps_and_validates_an_example";
     let Some(tools) = tools(test) else { return };
     let c = start();
     let b = Browser::open(&tools, test, &c.gw.url).await;

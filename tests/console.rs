@@ -304,7 +304,8 @@ async fn a_facility_session_sees_its_pages_and_is_refused_operator_pages() {
     assert_eq!(p.location(), Some("/console/catatan"));
     let records = get(base, "/console/catatan", Some(&cookie)).await;
     assert_eq!(records.status, 200);
-    assert!(records.body.contains(r#"data-testid="coming-soon""#));
+    assert!(records.body.contains(r#"data-testid="nothing-to-correct""#));
+    assert!(records.body.contains(r#"data-testid="no-records""#));
     assert!(records.body.contains(r#"data-testid="nav-records""#));
     assert!(!records.body.contains(r#"data-testid="nav-refused""#));
     for page in ["/console/ditolak", "/console/fasilitas", "/console/audit"] {
@@ -726,4 +727,132 @@ async fn operators_mend_refused_records_and_manage_facilities_through_the_consol
         !audit.body.contains(&other_key),
         "keys never reach the audit log"
     );
+}
+
+/// Register a facility through the operator's console; its key, shown once.
+async fn register_facility(base: &str, op: &str, id: &str) -> String {
+    let page = get(base, "/console/fasilitas", Some(op)).await;
+    let created = post(
+        base,
+        "/console/fasilitas",
+        Some(op),
+        &[
+            ("csrf", &page.csrf()),
+            ("action", "create"),
+            ("id", id),
+            ("name", "Puskesmas Lain"),
+            ("organization_id", ORG),
+            ("location_id", &gerbang::sandbox::demo_location()),
+        ],
+    )
+    .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    testid_text(
+        &get(base, "/console/fasilitas", Some(op)).await.body,
+        "new-key",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_facility_sees_its_own_records_by_status_and_what_needs_correcting() {
+    let c = start();
+    let base = c.gw.url.as_str();
+    let (op, _) = sign_in(base, &c.operator_key).await;
+    let other_key = register_facility(base, &op, "pkm-tetangga").await;
+
+    // One record SATUSEHAT refuses, one it takes; another facility's record beside them.
+    set_faults(
+        &c.sandbox_url,
+        serde_json::json!({"refuse_identifiers": ["FAC-1/lingkar-kepala"]}),
+    )
+    .await;
+    let refused = push(base, &c.facility_key, "FAC-1").await;
+    let delivered = push(base, &c.facility_key, "FAC-2").await;
+    let foreign = push(base, &other_key, "FAC-9").await;
+    wait_status(base, &c.facility_key, &refused, "dead").await;
+    wait_status(base, &c.facility_key, &delivered, "delivered").await;
+    wait_status(base, &other_key, &foreign, "delivered").await;
+
+    let (demo, _) = sign_in(base, &c.facility_key).await;
+    let page = get(base, "/console/catatan", Some(&demo)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let body = &page.body;
+
+    // Counts by status, each a filter link.
+    assert!(
+        body.contains(r#"data-testid="records-status-dead" data-count="1""#),
+        "{body}"
+    );
+    assert!(body.contains(r#"data-testid="records-status-delivered" data-count="1""#));
+    assert!(body.contains(r#"href="/console/catatan?status=dead""#));
+
+    // What needs correcting comes first: the refused record, SATUSEHAT's rule, the element,
+    // the field of the facility's own record, and what to do.
+    let needs = body
+        .find(r#"data-testid="needs-correction""#)
+        .expect("a needs-correction section");
+    let table = body.find(r#"data-testid="records-table""#).unwrap();
+    assert!(needs < table);
+    let section = &body[needs..table];
+    assert!(section.contains(&format!(r#"data-receipt="{refused}""#)));
+    assert!(!section.contains(&format!(r#"data-receipt="{delivered}""#)));
+    assert!(
+        section.contains(r#"data-testid="rule">Aturan 10103<"#),
+        "{section}"
+    );
+    assert!(section.contains(r#"data-testid="expression""#));
+    assert!(section.contains(r#"data-testid="record-field">/pengukuran/lingkar_kepala<"#));
+    assert!(section.contains("ID lokal yang sama"), "what to do");
+
+    // The list: its own records, with status badges and links to each record's history.
+    for id in [&refused, &delivered] {
+        assert!(
+            body.contains(&format!(r#"data-testid="record-row" data-receipt="{id}""#)),
+            "{id}"
+        );
+        assert!(body.contains(&format!(r#"href="/console/catatan/{id}""#)));
+    }
+    assert!(body.contains(r#"data-testid="status-badge" data-status="dead""#));
+    assert!(body.contains(" WIB<"));
+    // Never another facility's record.
+    assert!(
+        !body.contains(&foreign),
+        "another facility's receipt: {body}"
+    );
+
+    // Filtered by status.
+    let dead = get(base, "/console/catatan?status=dead", Some(&demo)).await;
+    assert!(dead.body.contains(&format!(r#"data-receipt="{refused}""#)));
+    assert!(!dead.body.contains(&format!(
+        r#"data-testid="record-row" data-receipt="{delivered}""#
+    )));
+    let done = get(base, "/console/catatan?status=delivered", Some(&demo)).await;
+    assert!(!done.body.contains(r#"data-testid="needs-correction""#));
+    assert!(
+        done.body
+            .contains(&format!(r#"data-receipt="{delivered}""#))
+    );
+    assert!(!done.body.contains(&format!(r#"data-receipt="{refused}""#)));
+    assert_eq!(
+        get(base, "/console/catatan?status=lost", Some(&demo))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        get(base, "/console/catatan?cursor=nonsense", Some(&demo))
+            .await
+            .status,
+        400
+    );
+
+    // The other facility sees its own and not the demo facility's.
+    let (theirs, _) = sign_in(base, &other_key).await;
+    let page = get(base, "/console/catatan", Some(&theirs)).await;
+    assert!(page.body.contains(&format!(r#"data-receipt="{foreign}""#)));
+    assert!(!page.body.contains(&refused) && !page.body.contains(&delivered));
+    assert!(page.body.contains(r#"data-testid="nothing-to-correct""#));
+
+    // An operator keeps the overview and the refused records; this page is not theirs.
+    assert_eq!(get(base, "/console/catatan", Some(&op)).await.status, 403);
 }

@@ -1098,7 +1098,8 @@ async fn console_sessions_are_kept_touched_and_forgotten(s: Arc<Store>) {
 }
 
 /// What the console's overview reads: counts per organization and status, the age of each
-/// organization's queue, and deliveries with their acceptance and delivery times.
+/// organization's queue, and deliveries with their acceptance and delivery times; and a
+/// facility's own counts per status.
 async fn the_overview_counts_queues_and_deliveries(s: Arc<Store>) {
     let done = accept(&s, "OV-1").await;
     let l = lease_one(&s, "A", ORG, LONG).await;
@@ -1141,6 +1142,33 @@ async fn the_overview_counts_queues_and_deliveries(s: Arc<Store>) {
     // A facility reads a receipt only with its own id in the query.
     assert!(s.facility_receipt("pkm-1", &dead).await.unwrap().is_some());
     assert!(s.facility_receipt("pkm-2", &dead).await.unwrap().is_none());
+
+    // A facility's counts per status are its own, every status present.
+    let mut other = record("OV-5", "OV-5");
+    other.facility_id = "pkm-2".into();
+    s.accept(other).await.unwrap();
+    let counts = s.facility_counts("pkm-1").await.unwrap();
+    assert_eq!(
+        counts,
+        vec![
+            (Status::Queued, 2),
+            (Status::Delivering, 0),
+            (Status::Retrying, 0),
+            (Status::Delivered, 1),
+            (Status::Dead, 1),
+            (Status::Discarded, 0),
+            (Status::Cancelled, 0),
+        ]
+    );
+    let theirs = s.facility_counts("pkm-2").await.unwrap();
+    assert_eq!(theirs.iter().map(|(_, n)| n).sum::<u64>(), 1);
+    assert!(
+        s.facility_counts("nobody")
+            .await
+            .unwrap()
+            .iter()
+            .all(|(_, n)| *n == 0)
+    );
 }
 
 /// Operators list facility keys (hashes and dates, never keys) and narrow the audit log by

@@ -59,6 +59,23 @@ pub struct Refused {
     pub errors: Vec<Explanation>,
 }
 
+/// Refused receipts with their errors explained ([`explanations`]: the same as the API's).
+pub async fn explain(
+    ctx: &Ctx,
+    state: &AppState,
+    found: Vec<Receipt>,
+) -> Result<Vec<Refused>, Failure> {
+    let mut refused = Vec::with_capacity(found.len());
+    for receipt in found {
+        let errors = explanations(state, &receipt)
+            .await
+            .map_err(|e| ctx.store_failed(format!("{e:?}")))?
+            .unwrap_or_default();
+        refused.push(Refused { receipt, errors });
+    }
+    Ok(refused)
+}
+
 /// What the filter form offers.
 pub struct Choices {
     pub facilities: Vec<(String, String)>,
@@ -77,14 +94,7 @@ pub async fn page(
         .list(&query.receipt_filter(), PAGE_LIMIT)
         .await
         .map_err(|e| ctx.store_failed(e))?;
-    let mut refused = Vec::with_capacity(found.len());
-    for receipt in found {
-        let errors = explanations(&state, &receipt)
-            .await
-            .map_err(|e| ctx.store_failed(format!("{e:?}")))?
-            .unwrap_or_default();
-        refused.push(Refused { receipt, errors });
-    }
+    let refused = explain(&ctx, &state, found).await?;
     let facilities = state
         .store
         .facilities()
@@ -237,6 +247,20 @@ pub fn explanation(lang: Lang, e: &Explanation) -> Markup {
     }
 }
 
+/// Why a record was refused: each of SATUSEHAT's errors explained, or the last error when
+/// SATUSEHAT's answer named none. Operators see it on this page, facilities on their own
+/// (`/console/catatan`).
+pub fn why_refused(lang: Lang, r: &Refused) -> Markup {
+    html! {
+        @if r.errors.is_empty() {
+            span.muted { (r.receipt.last_error.as_deref().unwrap_or("—")) }
+        }
+        @for e in &r.errors {
+            (explanation(lang, e))
+        }
+    }
+}
+
 /// The page: the filters, the list, one form for the actions.
 pub fn render(
     shell: &Shell,
@@ -316,14 +340,7 @@ pub fn render(
                                         br;
                                         span.small.muted { (wib(r.receipt.updated_at)) }
                                     }
-                                    td {
-                                        @if r.errors.is_empty() {
-                                            span.muted { (r.receipt.last_error.as_deref().unwrap_or("—")) }
-                                        }
-                                        @for e in &r.errors {
-                                            (explanation(lang, e))
-                                        }
-                                    }
+                                    td { (why_refused(lang, r)) }
                                 }
                             }
                         }

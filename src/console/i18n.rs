@@ -172,8 +172,6 @@ labels! {
                  "gerbang cannot use its store right now (a full disk, or the database away). Try again in 30 seconds.";
     BackHome => "Kembali ke halaman utama", "Back to the start page";
     ComingSoon => "Segera hadir", "Coming soon";
-    FacilityRecordsSoon => "Di sini fasilitas akan melihat catatannya sendiri menurut status, dan apa yang perlu diperbaiki serta alasannya. Halaman ini sedang dibuat.",
-                           "Here a facility will see its own records by status, and what needs correcting and why. This page is being built.";
     PlaygroundSoon => "Di sini integrator akan mencoba pemetaan: pilih jenis catatan, tempel catatan, lihat Bundle dan OperationOutcome berdampingan. Halaman ini sedang dibuat.",
                       "Here integrators will try mappings: choose a record type, paste a record, see the Bundle and the OperationOutcome side by side. This page is being built.";
     SkipToContent => "Langsung ke isi", "Skip to content";
@@ -301,6 +299,23 @@ labels! {
     NoAudit => "Tidak ada entri untuk saringan ini.", "No entries for this filter.";
     AuditCount => "entri (terbaru dulu)", "entries (newest first)";
     BadTime => "Waktu harus seperti 2026-05-12T08:30 (WIB), bukan", "A time must look like 2026-05-12T08:30 (WIB), not";
+    RecordsTitle => "Catatan fasilitas Anda", "Your facility's records";
+    NeedsCorrection => "Perlu diperbaiki", "Needs correcting";
+    NeedsCorrectionHelp => "SATUSEHAT menolak catatan berikut. Setiap kesalahan menyebut nomor aturan SATUSEHAT, elemen FHIR-nya, dan kolom catatan Anda asalnya.",
+                           "SATUSEHAT refused these records. Each error names SATUSEHAT's rule number, its FHIR element, and the field of your record it came from.";
+    CorrectHow => "Yang perlu dilakukan: perbaiki kolom yang disebut di sistem Anda, lalu kirim catatan itu lagi dengan ID lokal yang sama. Itu menjadi koreksi (revisi baru) dan dikirim ulang ke SATUSEHAT. Jangan pakai ID lokal baru: catatan akan tercatat dua kali.",
+                  "What to do: correct the field in your system and send the record again with the same local id. It becomes a correction (a new revision) and is delivered to SATUSEHAT again. Do not use a new local id: the record would be there twice.";
+    AllRefused => "Semua catatan yang ditolak", "All refused records";
+    NothingToCorrect => "Tidak ada catatan yang perlu diperbaiki.", "Nothing needs correcting.";
+    RecordsByStatus => "Catatan menurut status", "Records by status";
+    AllStatuses => "Semua", "All";
+    NoRecordsHere => "Tidak ada catatan dengan status ini.", "No records in this status.";
+    LocalId => "ID lokal", "Local id";
+    FirstPage => "Ke halaman pertama", "To the first page";
+    NextPage => "Halaman berikutnya", "Next page";
+    UnknownStatus => "Status ini tidak dikenal:", "This status is unknown:";
+    BadCursor => "Tautan halaman ini tidak dikenal. Buka lagi daftar catatan dari awal.",
+                 "This page link is not one the console made. Open the list of records from its start.";
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //! | `POST /console/keluar` | sign out | signed in |
 //! | `GET /console/bahasa?lang=en&next=…` | choose the language (a cookie), back to `next` | anyone |
 //! | `GET /console/ditolak` | refused records (dead letters), filtered; `POST` replays or discards one or many ([`dead_letters`]) | operator |
-//! | `GET /console/catatan` | the facility's own records (placeholder, [`records`]) | facility |
+//! | `GET /console/catatan?status=&cursor=` | the facility's own records: what needs correcting and why, counts by status, its records paged ([`records`]) | facility |
 //! | `GET /console/catatan/{receipt}` | one record's history: revisions, attempts, SATUSEHAT ids, events ([`record`]) | operator; a facility for its own |
 //! | `GET`, `POST /console/fasilitas` | facilities, their keys and webhooks; create, add a key, revoke ([`facilities`]) | operator |
 //! | `GET /console/audit` | audit log search ([`audit`]) | operator |

@@ -1,7 +1,7 @@
 //! What the web console's overview reads: receipts per organization and status with the age
 //! of each organization's queue, and the deliveries of the last hours (when each delivered
 //! revision was accepted and when SATUSEHAT took it), from which the console draws delivery
-//! rate and latency. Aggregation into hours and percentiles is done by the caller, in plain
+//! rate and latency; and, for a facility's own page, its receipts per status. Aggregation into hours and percentiles is done by the caller, in plain
 //! Rust: the same on both databases, and unit-testable.
 
 use super::db::args;
@@ -70,6 +70,32 @@ impl Store {
                     }
                 }
                 Ok(by_org.into_values().collect())
+            })
+        })
+        .await
+    }
+
+    /// One facility's receipts per status: every status, in [`Status::ALL`]'s order, zero
+    /// when it has none. The facility is chosen here, in the query.
+    pub async fn facility_counts(&self, facility_id: &str) -> Result<Vec<(Status, u64)>> {
+        let f = facility_id.to_string();
+        self.read(move |tx| {
+            Box::pin(async move {
+                let mut out: Vec<(Status, u64)> = Status::ALL.iter().map(|s| (*s, 0)).collect();
+                for row in tx
+                    .query(
+                        "SELECT status, COUNT(*) FROM receipts WHERE facility_id = $1 GROUP BY status",
+                        args![f],
+                    )
+                    .await?
+                {
+                    let status = Status::parse(&row.get::<String>(0)?)?;
+                    let n: i64 = row.get(1)?;
+                    if let Some(slot) = out.iter_mut().find(|(s, _)| *s == status) {
+                        slot.1 = n as u64;
+                    }
+                }
+                Ok(out)
             })
         })
         .await

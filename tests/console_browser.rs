@@ -669,34 +669,42 @@ async fn a_facility_sees_only_its_own_records() {
     let page = b.client.source().await.unwrap();
     assert!(!page.contains(&others) && !page.contains("LAIN-1"));
     let fix = format!(
-        r#"[data-testid="needs-correction"] {}"#,
-        row(&own_refused)
+        r#"[data-testid="needs-correction"] [data-testid="correction"][data-receipt="{own_refused}"]"#
     );
     b.wait_for(&fix).await;
-    assert_eq!(
-        b.wait_for(&format!(r#"{fix} [data-testid="status-badge"]"#))
-            .await
-            .attr("data-status")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("dead")
+    assert!(
+        b.text(&fix).await.contains("FAS-1"),
+        "the refused record under needs-correction"
     );
     assert_eq!(
-        b.wait_for(&format!(
-            r#"{} [data-testid="status-badge"]"#,
-            row(&own_delivered)
-        ))
-        .await
-        .attr("data-status")
-        .await
-        .unwrap()
-        .as_deref(),
-        Some("delivered")
+        b.text(&format!(r#"{fix} [data-testid="rule"]"#)).await,
+        "Aturan 10103"
     );
+    assert_eq!(
+        b.all(r#"[data-testid="needs-correction"] [data-testid="correction"]"#)
+            .await
+            .len(),
+        1,
+        "only the refused one needs correcting"
+    );
+    let badge = |id: &str| format!(r#"{} [data-testid="status-badge"]"#, row(id));
+    for (id, status) in [(&own_refused, "dead"), (&own_delivered, "delivered")] {
+        assert_eq!(
+            b.wait_for(&badge(id))
+                .await
+                .attr("data-status")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(status)
+        );
+    }
     // Operator pages are not in its navigation.
     assert!(b.all(r#"[data-testid="nav-refused"]"#).await.is_empty());
     b.shot("facility-records").await;
+    b.resize(PHONE).await;
+    b.assert_no_horizontal_overflow().await;
+    b.resize(DESKTOP).await;
 
     // The other facility's record by its address: as absent as a missing one.
     b.goto(&format!("/console/catatan/{others}")).await;

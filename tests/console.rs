@@ -856,3 +856,357 @@ async fn a_facility_sees_its_own_records_by_status_and_what_needs_correcting() {
     // An operator keeps the overview and the refused records; this page is not theirs.
     assert_eq!(get(base, "/console/catatan", Some(&op)).await.status, 403);
 }
+
+/// HTML text back to what it says.
+fn unescape(html: &str) -> String {
+    html.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The text in the playground's text box.
+fn playground_input(html: &str) -> String {
+    let at = html
+        .find(r#"data-testid="playground-input">"#)
+        .unwrap_or_else(|| panic!("no text box in:\n{html}"));
+    let rest = &html[at + r#"data-testid="playground-input">"#.len()..];
+    unescape(&rest[..rest.find("</textarea>").unwrap()])
+}
+
+/// Every `id="…"` of a page.
+fn ids_of(html: &str) -> std::collections::HashSet<String> {
+    html.split(r#" id=""#)
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].to_string())
+        .collect()
+}
+
+/// The `#…` targets of the links with `data-testid="{testid}"`.
+fn link_targets(html: &str, testid: &str) -> Vec<String> {
+    html.split("<a ")
+        .skip(1)
+        .filter(|a| a[..a.find('>').unwrap()].contains(&format!(r#"data-testid="{testid}""#)))
+        .map(|a| {
+            let at = a.find(r##"href="#"##).expect("a fragment link") + r##"href="#"##.len();
+            a[at..at + a[at..].find('"').unwrap()].to_string()
+        })
+        .collect()
+}
+
+/// Each issue's element (and field) link leads to an element of the page.
+fn assert_links_resolve(html: &str) {
+    let ids = ids_of(html);
+    for testid in ["playground-issue-element", "playground-issue-field"] {
+        for target in link_targets(html, testid) {
+            assert!(
+                ids.contains(&target),
+                "{testid} #{target} is not on the page"
+            );
+        }
+    }
+}
+
+async fn run_playground(base: &str, cookie: &str, csrf: &str, fields: &[(&str, &str)]) -> Page {
+    let mut all = vec![("csrf", csrf)];
+    all.extend_from_slice(fields);
+    post(base, "/console/playground", Some(cookie), &all).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_playground_maps_an_example_and_links_each_issue_to_its_element_and_field() {
+    let c = start();
+    let base = c.gw.url.as_str();
+    let (op, _) = sign_in(base, &c.operator_key).await;
+
+    let page = get(base, "/console/playground", Some(&op)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for part in [
+        "playground-record-type",
+        "playground-input",
+        "playground-file",
+        "playground-example",
+        "playground-run",
+        "playground-validate",
+        "playground-sender",
+    ] {
+        assert!(
+            page.body.contains(&format!(r#"data-testid="{part}""#)),
+            "{part}"
+        );
+    }
+    assert!(page.body.contains(r#"<option value="posyandu.balita""#));
+    assert!(
+        page.body.contains(r#"<option value="sikda-generik""#),
+        "formats"
+    );
+    assert!(page.body.contains("posyandu.balita/bayi-9-bulan-imunisasi"));
+    assert!(
+        page.body.contains(gerbang::sandbox::DEMO_ORGANIZATION),
+        "an operator maps for the playground sender"
+    );
+    assert!(!page.body.contains(r#"data-testid="playground-result""#));
+
+    // Start from an example: the server fills the text box (no script needed).
+    let example = get(
+        base,
+        "/console/playground?example=posyandu.balita%2Fbayi-9-bulan-imunisasi",
+        Some(&op),
+    )
+    .await;
+    assert_eq!(example.status, 200);
+    let record = playground_input(&example.body);
+    let parsed: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(parsed["id_kunjungan"], "PSY07-20260512-0012");
+    assert!(
+        example
+            .body
+            .contains(r#"<option value="posyandu.balita" title="#)
+    );
+    let csrf = example.csrf();
+
+    // Run it: the Bundle and the OperationOutcome side by side, every link resolving.
+    let ran = run_playground(
+        base,
+        &op,
+        &csrf,
+        &[
+            ("mode", "map"),
+            ("record_type", "posyandu.balita"),
+            ("format", ""),
+            ("input", &record),
+        ],
+    )
+    .await;
+    assert_eq!(ran.status, 200, "{}", ran.body);
+    let body = &ran.body;
+    assert!(
+        body.contains(r#"data-testid="playground-bundle""#),
+        "{body}"
+    );
+    assert!(body.contains(r#"data-testid="playground-outcome""#));
+    assert!(body.contains(r#"data-testid="playground-record""#));
+    assert!(body.contains(r#"data-errors="0""#), "the example passes");
+    assert!(body.contains(r#"id="el-Bundle.entry-0.resource""#));
+    let elements = link_targets(body, "playground-issue-element");
+    assert!(!elements.is_empty(), "the validator's notes name elements");
+    assert!(elements.iter().all(|e| e.starts_with("el-Bundle.entry-")));
+    assert!(
+        !link_targets(body, "playground-issue-field").is_empty(),
+        "provenance finds the record's fields"
+    );
+    assert_links_resolve(body);
+    assert_eq!(playground_input(body), record, "the form keeps the record");
+
+    // A required field left out: an input issue naming the field, no Bundle.
+    let mut broken = parsed.clone();
+    broken["pengukuran"]
+        .as_object_mut()
+        .unwrap()
+        .remove("berat_badan");
+    let ran = run_playground(
+        base,
+        &op,
+        &csrf,
+        &[
+            ("mode", "map"),
+            ("record_type", "posyandu.balita"),
+            ("input", &broken.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(ran.status, 200, "{}", ran.body);
+    assert!(ran.body.contains(r#"data-testid="playground-no-bundle""#));
+    assert!(
+        ran.body.contains(
+            r#"data-testid="playground-issue-field" data-field="/pengukuran/berat_badan""#
+        ),
+        "{}",
+        ran.body
+    );
+    assert!(ran.body.contains(r##"href="#rec.pengukuran""##));
+    assert_links_resolve(&ran.body);
+
+    // Not JSON: a plain message, not a server error.
+    let ran = run_playground(
+        base,
+        &op,
+        &csrf,
+        &[
+            ("mode", "map"),
+            ("record_type", "posyandu.balita"),
+            ("input", "{\"id_kunjungan\": \"A\", berat 8}"),
+        ],
+    )
+    .await;
+    assert_eq!(ran.status, 200, "{}", ran.body);
+    assert!(ran.body.contains("bukan JSON"), "{}", ran.body);
+    assert!(ran.body.contains(r#"data-testid="playground-issue""#));
+
+    // A local format through its adapter: the canonical record is shown beside the record,
+    // and the Bundle's notes still lead to the fields of the record as sent.
+    let pcare = get(
+        base,
+        "/console/playground?example=rawat-jalan%2Fpcare%2Fcontoh-b-hipertensi",
+        Some(&op),
+    )
+    .await;
+    assert_eq!(pcare.status, 200);
+    assert!(
+        pcare.body.contains(r#"<option value="pcare" selected>"#),
+        "{}",
+        pcare.body
+    );
+    let ran = run_playground(
+        base,
+        &op,
+        &csrf,
+        &[
+            ("mode", "map"),
+            ("record_type", "rawat-jalan"),
+            ("format", "pcare"),
+            ("input", &playground_input(&pcare.body)),
+        ],
+    )
+    .await;
+    assert_eq!(ran.status, 200, "{}", ran.body);
+    assert!(ran.body.contains(r#"data-testid="playground-canonical""#));
+    assert!(ran.body.contains(r#"data-testid="playground-bundle""#));
+    assert!(ran.body.contains(r#"data-errors="0""#), "{}", ran.body);
+    assert_links_resolve(&ran.body);
+    // A format the record type has no adapter for: an outcome naming the known ones.
+    let ran = run_playground(
+        base,
+        &op,
+        &csrf,
+        &[
+            ("mode", "map"),
+            ("record_type", "posyandu.balita"),
+            ("format", "pcare"),
+            ("input", &record),
+        ],
+    )
+    .await;
+    assert_eq!(ran.status, 200);
+    assert!(
+        ran.body.contains("accepts only its canonical format"),
+        "{}",
+        ran.body
+    );
+
+    // Larger than the API takes: refused as such, with the limit named.
+    let huge = format!("{{\"x\": \"{}\"}}", "a".repeat(1024 * 1024));
+    let ran = run_playground(
+        base,
+        &op,
+        &csrf,
+        &[
+            ("mode", "map"),
+            ("record_type", "posyandu.balita"),
+            ("input", &huge),
+        ],
+    )
+    .await;
+    assert_eq!(ran.status, 413);
+    assert!(ran.body.contains("ingest.max_body_bytes"));
+
+    // Without the CSRF token the form is refused; an unknown example too.
+    let p = post(
+        base,
+        "/console/playground",
+        Some(&op),
+        &[("mode", "map"), ("input", &record)],
+    )
+    .await;
+    assert_eq!(p.status, 403);
+    let p = get(
+        base,
+        "/console/playground?example=..%2F..%2Fetc%2Fpasswd",
+        Some(&op),
+    )
+    .await;
+    assert_eq!(p.status, 400);
+    let p = get(base, "/console/playground", None).await;
+    assert_eq!(p.location(), Some("/console/masuk"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_playground_validates_fhir_json_and_maps_for_the_facility_signed_in() {
+    let c = start();
+    let base = c.gw.url.as_str();
+    let (demo, _) = sign_in(base, &c.facility_key).await;
+
+    // A facility maps for its own organization.
+    let page = get(base, "/console/playground", Some(&demo)).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        testid_text(&page.body, "playground-sender").contains("Dipetakan untuk fasilitas Anda")
+    );
+
+    // Validate mode: a golden Bundle, shown pretty with its elements linked.
+    let form = get(base, "/console/playground?mode=validate", Some(&demo)).await;
+    assert!(form.body.contains(r#"name="mode" value="validate""#));
+    assert!(
+        !form
+            .body
+            .contains(r#"data-testid="playground-record-type""#)
+    );
+    assert!(form.body.contains("posyandu.balita/bayi-9-bulan-imunisasi"));
+    let bundle = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("mappings/posyandu.balita/examples/bayi-9-bulan-imunisasi.bundle.json"),
+    )
+    .unwrap();
+    let ran = run_playground(
+        base,
+        &demo,
+        &form.csrf(),
+        &[("mode", "validate"), ("input", &bundle)],
+    )
+    .await;
+    assert_eq!(ran.status, 200, "{}", ran.body);
+    assert!(ran.body.contains(r#"data-testid="playground-bundle""#));
+    assert!(ran.body.contains(r#"id="el-Bundle.entry-0""#));
+    assert!(ran.body.contains(r#"data-errors="0""#), "{}", ran.body);
+    assert!(!ran.body.contains(r#"data-testid="playground-record""#));
+    assert!(!link_targets(&ran.body, "playground-issue-element").is_empty());
+    assert_links_resolve(&ran.body);
+
+    // The example list fills the box in validate mode too.
+    let loaded = get(
+        base,
+        "/console/playground?mode=validate&example=posyandu.balita%2Fbayi-9-bulan-imunisasi",
+        Some(&demo),
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&playground_input(&loaded.body)).unwrap(),
+        serde_json::from_str::<serde_json::Value>(&bundle).unwrap()
+    );
+
+    // A resource with an error: an issue linked to its element.
+    let patient = serde_json::json!({"resourceType": "Patient", "gender": "perempuan"});
+    let ran = run_playground(
+        base,
+        &demo,
+        &form.csrf(),
+        &[("mode", "validate"), ("input", &patient.to_string())],
+    )
+    .await;
+    assert_eq!(ran.status, 200);
+    assert!(!ran.body.contains(r#"data-errors="0""#), "{}", ran.body);
+    assert!(ran.body.contains(r#"id="el-Patient.gender""#));
+    assert_links_resolve(&ran.body);
+
+    // Not JSON in validate mode: an outcome, not a server error.
+    let ran = run_playground(
+        base,
+        &demo,
+        &form.csrf(),
+        &[("mode", "validate"), ("input", "<Patient/>")],
+    )
+    .await;
+    assert_eq!(ran.status, 200);
+    assert!(ran.body.contains(r#"data-testid="playground-issue""#));
+}

@@ -171,9 +171,6 @@ labels! {
     StoreDown => "gerbang tidak dapat memakai penyimpanannya saat ini (disk penuh, atau basis data tidak terjangkau). Coba lagi dalam 30 detik.",
                  "gerbang cannot use its store right now (a full disk, or the database away). Try again in 30 seconds.";
     BackHome => "Kembali ke halaman utama", "Back to the start page";
-    ComingSoon => "Segera hadir", "Coming soon";
-    PlaygroundSoon => "Di sini integrator akan mencoba pemetaan: pilih jenis catatan, tempel catatan, lihat Bundle dan OperationOutcome berdampingan. Halaman ini sedang dibuat.",
-                      "Here integrators will try mappings: choose a record type, paste a record, see the Bundle and the OperationOutcome side by side. This page is being built.";
     SkipToContent => "Langsung ke isi", "Skip to content";
     OverviewTitle => "Ringkasan antrean", "Queue overview";
     ReceiptsByOrganization => "Catatan menurut status dan organisasi", "Records by status and organization";
@@ -311,9 +308,65 @@ labels! {
     AllStatuses => "Semua", "All";
     NoRecordsHere => "Tidak ada catatan dengan status ini.", "No records in this status.";
     LocalId => "ID lokal", "Local id";
+    Status => "Status", "Status";
     FirstPage => "Ke halaman pertama", "To the first page";
     NextPage => "Halaman berikutnya", "Next page";
     UnknownStatus => "Status ini tidak dikenal:", "This status is unknown:";
+    PlaygroundTitle => "Uji pemetaan", "Mapping playground";
+    PlaygroundHelp => "Pilih jenis catatan, tempel atau unggah catatan (atau mulai dari contoh), lalu lihat Bundle dan OperationOutcome berdampingan. Mesinnya sama dengan `gerbang map` dan `gerbang validate` serta POST /ingest: tidak ada yang disimpan atau dikirim, tanpa jaringan.",
+                      "Choose a record type, paste or upload a record (or start from an example), and see the Bundle and the OperationOutcome side by side. The engine is that of `gerbang map`, `gerbang validate` and POST /ingest: nothing is stored or sent, no network.";
+    ModeMap => "Petakan catatan", "Map a record";
+    ModeValidate => "Validasi FHIR JSON", "Validate FHIR JSON";
+    ValidateHelp => "Tempel FHIR JSON apa saja — sumber daya, Bundle, atau NDJSON — untuk memeriksanya seperti `gerbang validate` dan POST /fhir/$validate.",
+                    "Paste any FHIR JSON — a resource, a Bundle, or NDJSON — to check it as `gerbang validate` and POST /fhir/$validate do.";
+    StartFromExample => "Mulai dari contoh", "Start from an example";
+    ChooseExample => "— pilih contoh —", "— choose an example —";
+    LoadExample => "Muat contoh", "Load the example";
+    LocalFormat => "Format lokal", "Local format";
+    CanonicalFormat => "kanonik (tanpa adaptor)", "canonical (no adapter)";
+    SenderOwn => "Dipetakan untuk fasilitas Anda", "Mapped for your facility";
+    SenderPlayground => "Dipetakan untuk pengirim uji, seperti `gerbang map` tanpa --org (organisasi demo sandbox)",
+                        "Mapped for the playground sender, as `gerbang map` without --org maps (the sandbox's demo organization)";
+    RecordJson => "Catatan (JSON)", "Record (JSON)";
+    FhirJson => "FHIR JSON (sumber daya, Bundle, atau NDJSON)", "FHIR JSON (a resource, a Bundle, or NDJSON)";
+    SizeLimit => "Paling besar", "At most";
+    SizeLimitWhy => "— batas yang sama dengan badan permintaan API (ingest.max_body_bytes).",
+                    "— the same limit as the API's request bodies (ingest.max_body_bytes).";
+    UploadFile => "Atau pilih berkas JSON", "Or choose a JSON file";
+    UploadNeedsScript => "Berkas dibaca ke kotak di atas dengan JavaScript. Tanpa JavaScript, buka berkasnya lalu tempel isinya.",
+                         "The file is read into the box above with JavaScript. Without JavaScript, open the file and paste its content.";
+    FileTooLarge => "Berkas ini melebihi batas badan permintaan API (ingest.max_body_bytes).",
+                    "This file is larger than the API's request body limit (ingest.max_body_bytes).";
+    RunMap => "Petakan dan validasi", "Map and validate";
+    RunValidate => "Validasi", "Validate";
+    UnknownExample => "Contoh ini tidak ada. Pilih contoh dari daftar.", "There is no such example. Choose one from the list.";
+    EmptyInput => "Kotak catatan kosong: tempel catatan JSON, pilih berkas, atau muat contoh.",
+                  "The record box is empty: paste a JSON record, choose a file, or load an example.";
+    NotJson => "Isi ini bukan JSON. Periksa koma, tanda kutip, dan kurung di tempat yang disebut:",
+               "This is not JSON. Check the commas, quotes and brackets at the place named:";
+    TooDeep => "JSON ini bersarang terlalu dalam; catatan atau sumber daya FHIR tidak pernah perlu sedalam itu. Batas tingkat:",
+               "This JSON is nested too deep; a record or a FHIR resource never needs that. Levels allowed:";
+    TooLarge => "Isi ini melebihi batas badan permintaan API (ingest.max_body_bytes); coba sebagian saja. Batasnya",
+                "This is larger than the API's request body limit (ingest.max_body_bytes); try a part of it. The limit is";
+    EngineFailed => "gerbang gagal memproses isi ini. Ini kesalahan gerbang: laporkan bersama isinya.",
+                    "gerbang failed on this content. That is a bug in gerbang: report it with the content.";
+    FhirJsonTitle => "FHIR JSON", "FHIR JSON";
+    NoBundle => "Tidak ada Bundle: catatan berhenti sebelum dipetakan. Perbaiki masalah yang disebut di sebelah.",
+                "No Bundle: the record stopped before it was mapped. Fix the issues named beside this.";
+    NoSingleJson => "Tidak ditampilkan: isi ini bukan satu dokumen JSON.", "Not shown: this is not one JSON document.";
+    Passes => "lolos", "passes";
+    Fails => "ditolak", "refused";
+    ErrorsWord => "galat", "errors";
+    WarningsWord => "peringatan", "warnings";
+    NotesWord => "informasi", "notes";
+    NoIssues => "Tidak ada masalah.", "No issues.";
+    OutcomeJson => "OperationOutcome sebagai JSON (seperti jawaban API)", "The OperationOutcome as JSON (as the API answers)";
+    PlaygroundRecord => "Catatan yang diuji", "The record tried";
+    CanonicalRecord => "Catatan kanonik dari adaptor", "The canonical record the adapter made";
+    CanonicalField => "Kolom catatan kanonik", "Canonical record field";
+    SeverityError => "galat", "error";
+    SeverityWarning => "peringatan", "warning";
+    SeverityInformation => "informasi", "information";
     BadCursor => "Tautan halaman ini tidak dikenal. Buka lagi daftar catatan dari awal.",
                  "This page link is not one the console made. Open the list of records from its start.";
 }

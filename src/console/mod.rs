@@ -18,7 +18,7 @@
 //! | `GET /console/catatan/{receipt}` | one record's history: revisions, attempts, SATUSEHAT ids, events ([`record`]) | operator; a facility for its own |
 //! | `GET`, `POST /console/fasilitas` | facilities, their keys and webhooks; create, add a key, revoke ([`facilities`]) | operator |
 //! | `GET /console/audit` | audit log search ([`audit`]) | operator |
-//! | `GET /console/playground` | integrators' playground (placeholder, [`playground`]) | signed in |
+//! | `GET /console/playground?mode=&example=` | integrators' playground: a record mapped and validated, or FHIR JSON validated, the Bundle and the OperationOutcome side by side ([`playground`]); `POST` runs it | signed in |
 //! | `GET /console/assets/{file}` | the embedded CSS and script, named by content hash, cached for a year | anyone |
 //!
 //! Handlers are thin: they read the session ([`Ctx`]), call the services the API uses —
@@ -34,6 +34,7 @@ pub mod chart;
 pub mod dead_letters;
 pub mod facilities;
 pub mod i18n;
+pub mod json_view;
 pub mod layout;
 pub mod overview;
 pub mod playground;
@@ -130,6 +131,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/fasilitas", web::post().to(facilities::act))
             .route("/audit", web::get().to(audit::page))
             .route("/playground", web::get().to(playground::page))
+            .route("/playground", web::post().to(playground::run))
             .route("/assets/{file}", web::get().to(assets::serve))
             .default_service(web::to(not_found)),
     );

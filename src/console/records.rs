@@ -196,7 +196,7 @@ pub fn render(shell: &Shell, data: &FacilityRecords) -> Markup {
                 div.table-wrap {
                     table data-testid="records-table" {
                         thead { tr {
-                            th { (t(lang, Key::State)) }
+                            th { (t(lang, Key::Status)) }
                             th { (t(lang, Key::LocalId)) }
                             th { (t(lang, Key::RecordType)) }
                             th.num { (t(lang, Key::Revision)) }

@@ -19,6 +19,7 @@ pub mod harness;
 pub mod input;
 pub mod jq;
 pub mod provenance;
+pub mod trial;
 
 use crate::fhir::{Issue, IssueCode, Outcome};
 use crate::terminology::CodeTables;

@@ -248,6 +248,34 @@ impl Browser {
         self.client.find_all(Locator::Css(css)).await.unwrap()
     }
 
+    /// The current value of a form field (what is typed, loaded or read into it).
+    async fn value(&self, css: &str) -> String {
+        self.wait_for(css)
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    }
+
+    /// Poll `check` until it is true, or fail after [`WAIT`] naming `what`.
+    async fn until<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + WAIT;
+        while !check().await {
+            assert!(
+                Instant::now() < deadline,
+                "{} on {}: not within {WAIT:?}",
+                what,
+                self.path().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The texts of every element matching `css` now.
     async fn texts(&self, css: &str) -> Vec<String> {
         let mut texts = Vec::new();
@@ -727,38 +755,103 @@ async fn the_playground_maps_and_validates_an_example() {
     b.sign_in(&c.facility_key, "/console/catatan").await;
     b.click(r#"[data-testid="nav-playground"]"#).await;
 
-    // Choose the record type, load one of its examples, run it.
-    b.wait_for(r#"[data-testid="playground-record-type"]"#)
+    // ---- Load an example: the server fills the text box.
+    let example = "posyandu.balita/bayi-9-bulan-imunisasi";
+    b.wait_for(r#"[data-testid="playground-example"]"#)
         .await
-        .select_by_value("posyandu.balita")
+        .select_by_value(example)
         .await
         .unwrap();
-    let example = b.wait_for(r#"[data-testid="playground-example"]"#).await;
-    if example.tag_name().await.unwrap() == "select" {
-        example.select_by_index(1).await.unwrap();
-    } else {
-        example.click().await.unwrap();
-    }
-    let input = b.wait_for(r#"[data-testid="playground-input"]"#).await;
-    let text = input.prop("value").await.unwrap().unwrap_or_default();
-    assert!(text.contains("id_kunjungan"), "an example loaded: {text}");
-    b.click(r#"[data-testid="playground-run"]"#).await;
+    b.click(r#"[data-testid="playground-load-example"]"#).await;
+    let input = r#"[data-testid="playground-input"]"#;
+    b.until("the example in the text box", || async {
+        b.value(input).await.contains("PSY07-20260512-0012")
+    })
+    .await;
+    let record_type = b
+        .wait_for(r#"[data-testid="playground-record-type"]"#)
+        .await;
+    record_type.select_by_value("posyandu.balita").await.unwrap();
+    assert_eq!(
+        record_type.prop("value").await.unwrap().as_deref(),
+        Some("posyandu.balita")
+    );
 
-    // The Bundle and the OperationOutcome side by side.
+    // ---- Run it: the Bundle and the OperationOutcome side by side.
+    b.click(r#"[data-testid="playground-run"]"#).await;
+    let result = b.wait_for(r#"[data-testid="playground-result"]"#).await;
+    assert_eq!(
+        result.attr("data-errors").await.unwrap().as_deref(),
+        Some("0"),
+        "the example passes"
+    );
     let bundle = b.text(r#"[data-testid="playground-bundle"]"#).await;
     assert!(bundle.contains(r#""resourceType": "Bundle""#), "{bundle}");
-    let outcome = b.text(r#"[data-testid="playground-outcome"]"#).await;
-    assert!(outcome.contains("OperationOutcome"), "{outcome}");
-    b.shot("playground").await;
-
-    // An issue's element leads to that element of the Bundle.
-    let link = b
-        .wait_for(r#"[data-testid="playground-issue"] a[data-testid="playground-issue-element"]"#)
+    assert!(bundle.contains(r#""type": "transaction""#), "{bundle}");
+    b.wait_for(r#"[data-testid="playground-outcome"] [data-testid="playground-issue"]"#)
         .await;
-    let href = link.attr("href").await.unwrap().unwrap();
-    let target = href.split('#').nth(1).expect("an anchor in the Bundle");
-    link.click().await.unwrap();
-    b.wait_for(&format!(r#"[id="{target}"]"#)).await;
+    assert!(
+        b.value(input).await.contains("PSY07-20260512-0012"),
+        "the form keeps the record"
+    );
+    b.shot("playground").await;
+    b.resize(PHONE).await;
+    b.assert_no_horizontal_overflow().await;
+    b.resize(DESKTOP).await;
+
+    // ---- An issue's element link leads to that element of the Bundle, and its field link
+    // to the field of the record: each the page's :target, scrolled into view.
+    for link in ["playground-issue-element", "playground-issue-field"] {
+        let a = b
+            .wait_for(&format!(
+                r#"[data-testid="playground-issue"] a[data-testid="{link}"]"#
+            ))
+            .await;
+        let href = a.attr("href").await.unwrap().unwrap();
+        let target = href.strip_prefix('#').expect("a link within the page");
+        a.click().await.unwrap();
+        let shown = b
+            .client
+            .execute(
+                "const t = document.querySelector(':target'); \
+                 if (!t) return null; \
+                 const r = t.getBoundingClientRect(); \
+                 return [t.id, r.top >= 0 && r.top < window.innerHeight];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(shown, json!([target, true]), "{link} #{target}");
+    }
+
+    // ---- Validate mode: a FHIR file read into the box by the console's script.
+    b.click(r#"[data-testid="playground-validate"]"#).await;
+    b.wait_for(r#"[data-testid="playground-validate"][aria-current="page"]"#)
+        .await;
+    let file = manifest_dir()
+        .join("mappings/posyandu.balita/examples/bayi-9-bulan-imunisasi.bundle.json");
+    b.wait_for(r#"[data-testid="playground-file"]"#)
+        .await
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    b.until("the file in the text box", || async {
+        b.value(input).await.contains(r#""resourceType": "Bundle""#)
+    })
+    .await;
+    b.click(r#"[data-testid="playground-run"]"#).await;
+    let result = b.wait_for(r#"[data-testid="playground-result"]"#).await;
+    assert_eq!(
+        result.attr("data-errors").await.unwrap().as_deref(),
+        Some("0"),
+        "the golden Bundle passes"
+    );
+    b.wait_for(r#"[data-testid="playground-outcome"]"#).await;
+    assert!(
+        b.text(r#"[data-testid="playground-bundle"]"#)
+            .await
+            .contains("PSY07-20260512-0012")
+    );
 
     b.close().await;
 }

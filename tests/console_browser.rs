@@ -102,24 +102,39 @@ impl Driver {
             .arg(format!("--log-path={}", log.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start chromedriver");
         // "ChromeDriver was started successfully on port 40075."
-        let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("successfully on port ").nth(1) {
-                    let _ = tx.send(rest.trim_end_matches('.').parse::<u16>().ok());
+        let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let (tx, said) = (tx.clone(), said.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.split("successfully on port ").nth(1) {
+                        let _ = tx.send(rest.trim_end_matches('.').parse::<u16>());
+                    }
+                    said.lock().unwrap().push(line);
                 }
+            });
+        }
+        drop(tx);
+        let port = match rx.recv_timeout(WAIT) {
+            Ok(Ok(port)) => port,
+            other => {
+                let _ = child.kill();
+                panic!(
+                    "chromedriver did not say its port ({other:?}; {:?}); it said:\n{}\nits log:\n{}",
+                    child.wait(),
+                    said.lock().unwrap().join("\n"),
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
             }
-        });
-        let port = rx
-            .recv_timeout(WAIT)
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("chromedriver did not say its port; see {}", log.display()));
+        };
         Driver { child, port, log }
     }
 }
@@ -249,13 +264,18 @@ impl Browser {
     }
 
     /// The current value of a form field (what is typed, loaded or read into it).
+    /// Read in one script, so that a page being replaced (a form just sent) cannot leave a
+    /// stale element behind: no such field yet is an empty value.
     async fn value(&self, css: &str) -> String {
-        self.wait_for(css)
+        let v = self
+            .client
+            .execute(
+                "const e = document.querySelector(arguments[0]); return e ? e.value : '';",
+                vec![json!(css)],
+            )
             .await
-            .prop("value")
-            .await
-            .unwrap()
-            .unwrap_or_default()
+            .unwrap_or_else(|e| panic!("the value of {css}: {e}"));
+        v.as_str().unwrap_or_default().to_string()
     }
 
     /// Poll `check` until it is true, or fail after [`WAIT`] naming `what`.
@@ -316,23 +336,27 @@ impl Browser {
     }
 
     /// Make the page's viewport `w`×`h` CSS pixels. Headless Chromium keeps room for a
-    /// browser frame it does not draw, so the window is set once, measured, and grown by
-    /// the difference.
+    /// browser frame it does not draw, and the page learns of a resize a moment after the
+    /// command returns: so set the window, read the viewport, and set it again grown by the
+    /// frame measured, until the viewport is right.
     async fn resize(&self, (w, h): (u32, u32)) {
+        let deadline = Instant::now() + WAIT;
         let (mut outer_w, mut outer_h) = (w, h);
-        for _ in 0..3 {
+        loop {
             self.client.set_window_size(outer_w, outer_h).await.unwrap();
             let (iw, ih) = self.viewport().await;
             if (iw, ih) == (w, h) {
                 return;
             }
-            outer_w = (outer_w + w).saturating_sub(iw);
-            outer_h = (outer_h + h).saturating_sub(ih);
+            assert!(
+                Instant::now() < deadline,
+                "the viewport is {iw}×{ih}, not {w}×{h}"
+            );
+            let (ow, oh) = self.client.get_window_size().await.unwrap();
+            outer_w = w + (ow as u32).saturating_sub(iw);
+            outer_h = h + (oh as u32).saturating_sub(ih);
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!(
-            "the viewport is {:?}, not {w}×{h}",
-            self.viewport().await
-        );
     }
 
     async fn viewport(&self) -> (u32, u32) {

@@ -625,7 +625,11 @@ async fn an_operator_finds_a_refused_record_replays_it_and_sees_it_delivered() {
         "the refusal is in the attempts: {http:?}"
     );
     let results = b.texts(r#"[data-testid="attempt-result"]"#).await;
-    assert_eq!(results, ["dead", "delivered"], "the refusal, then the delivery");
+    assert_eq!(
+        results,
+        ["dead", "delivered"],
+        "the refusal, then the delivery"
+    );
     let events = b.text(r#"[data-testid="events"]"#).await;
     assert!(events.contains("record.refused"), "{events}");
     assert!(events.contains("record.delivered"), "{events}");
@@ -682,11 +686,8 @@ async fn a_facility_sees_only_its_own_records() {
     b.type_into("#new-facility-id", "pkm-lain").await;
     b.type_into("#new-facility-name", "Puskesmas Lain").await;
     b.type_into("#new-facility-org", ORG).await;
-    b.type_into(
-        "#new-facility-location",
-        &gerbang::sandbox::demo_location(),
-    )
-    .await;
+    b.type_into("#new-facility-location", &gerbang::sandbox::demo_location())
+        .await;
     b.click("#create-facility-submit").await;
     let other_key = b.text(r#"[data-testid="new-key"]"#).await;
     assert!(other_key.starts_with("gk_"), "{other_key}");
@@ -795,7 +796,10 @@ async fn the_playground_maps_and_validates_an_example() {
     let record_type = b
         .wait_for(r#"[data-testid="playground-record-type"]"#)
         .await;
-    record_type.select_by_value("posyandu.balita").await.unwrap();
+    record_type
+        .select_by_value("posyandu.balita")
+        .await
+        .unwrap();
     assert_eq!(
         record_type.prop("value").await.unwrap().as_deref(),
         Some("posyandu.balita")
@@ -852,8 +856,8 @@ async fn the_playground_maps_and_validates_an_example() {
     b.click(r#"[data-testid="playground-validate"]"#).await;
     b.wait_for(r#"[data-testid="playground-validate"][aria-current="page"]"#)
         .await;
-    let file = manifest_dir()
-        .join("mappings/posyandu.balita/examples/bayi-9-bulan-imunisasi.bundle.json");
+    let file =
+        manifest_dir().join("mappings/posyandu.balita/examples/bayi-9-bulan-imunisasi.bundle.json");
     b.wait_for(r#"[data-testid="playground-file"]"#)
         .await
         .send_keys(file.to_str().unwrap())

@@ -388,17 +388,7 @@ pub fn map_run(
             trial: trial(&record),
             record: Some(record),
         },
-        Err(issue) => Run::Mapped {
-            record: None,
-            trial: Trial {
-                issues: vec![Found {
-                    place: Place::Record,
-                    issue,
-                    record_fields: Vec::new(),
-                }],
-                ..Default::default()
-            },
-        },
+        Err(issue) => one_issue(Mode::Map, issue),
     }
 }
 
